@@ -1,0 +1,1 @@
+//! gort-arch placeholder
