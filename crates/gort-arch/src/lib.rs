@@ -1,1 +1,287 @@
-//! gort-arch placeholder
+//! Stack switching for gort: symmetric context switches and on-stack calls.
+//!
+//! This crate is the bottom layer of gort. It knows nothing about goroutines,
+//! schedulers or memory: it saves the registers that the platform ABI says a
+//! function must preserve, swaps the stack pointer, and restores the other
+//! side's registers. Everything above it (stacks, panics, the scheduler)
+//! builds on four primitives that every backend provides:
+//!
+//! - [`init`] lays out an initial frame on a fresh stack so that the first
+//!   [`switch`] to it enters an [`EntryFn`].
+//! - [`switch`] suspends the current context and resumes another one,
+//!   passing a `usize`; the resumed side receives the suspended context
+//!   (as Boost.Context's `jump_fcontext` does), so a context handle only
+//!   ever moves, in registers, and is never shared.
+//! - [`on_stack`] runs a closure on another stack and comes back (the
+//!   primitive for running code on a thread's system stack, like Go's
+//!   `systemstack`).
+//! - [`current_sp`] reads the stack pointer.
+//!
+//! Backends: x86_64 (System V), aarch64 (AAPCS64) and x86 (i386 System V),
+//! each in its own module behind `cfg`; any other architecture is a compile
+//! error. `docs/arch.md` draws the frames of each backend.
+//!
+//! # Example
+//!
+//! A generator: the context answers each number it is sent with its square.
+//!
+//! ```
+//! use gort_arch::{init, switch, Context};
+//!
+//! unsafe extern "C" fn squares(_arg: usize, mut caller: Context, mut value: usize) -> ! {
+//!     loop {
+//!         // SAFETY: `caller` is the suspended context that resumed us.
+//!         (caller, value) = unsafe { switch(caller, value * value) };
+//!     }
+//! }
+//!
+//! let mut stack = vec![0u128; 4096]; // 64 KiB, 16-byte aligned
+//! // SAFETY: the stack outlives every switch to the context; squares never
+//! // returns, and it is left suspended (owning nothing) when we are done.
+//! unsafe {
+//!     let top = stack.as_mut_ptr().add(stack.len()).cast::<u8>();
+//!     let mut co = init(top, squares, 0);
+//!     for i in 1..5usize {
+//!         let square;
+//!         (co, square) = switch(co, i);
+//!         assert_eq!(square, i * i);
+//!     }
+//! }
+//! ```
+//!
+//! # Why contexts are handed over, not stored
+//!
+//! `switch(to, value)` returns `(from, value)`: the context that switched to
+//! us, suspended, in a register. The alternative, `switch(&mut save_slot,
+//! to)` with the other side reading the slot, puts a store and a dependent
+//! load on the critical path of every switch; measured on x86_64 the
+//! handover makes a round trip about 1.5x faster (docs/performance.md), and
+//! it makes "each suspended context is resumed once" a matter of ownership:
+//! `Context` is neither `Copy` nor `Clone`, and `switch` consumes it.
+//!
+//! # Floating-point control words
+//!
+//! The switch does not save MXCSR and the x87 control word (x86), nor FPCR
+//! (aarch64), although the ABIs list their control bits as callee-saved.
+//! Rust code always runs in the default floating-point environment: the
+//! compiler assumes it, and code that changes the rounding mode or exception
+//! masks must restore them before any Rust code runs again. So at every
+//! switch point, which is Rust code, the control words already hold their
+//! default values and there is nothing to restore. Go and corosensei make the
+//! same choice; Boost.Context saves them because C++ allows a coroutine to
+//! run under a non-default environment. Saving them would cost 5-6 ns per
+//! round trip on x86_64 (measured in the design probe: 15.6 vs 21 ns), more
+//! than a whole gort round trip.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64.rs"]
+mod imp;
+#[cfg(target_arch = "x86")]
+#[path = "x86.rs"]
+mod imp;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod imp;
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "x86")))]
+compile_error!("gort-arch supports x86_64, aarch64 and x86 (i686) only");
+
+/// Stack pointer alignment, in bytes, that every backend requires of a
+/// `stack_top` passed to [`init`] and [`on_stack`]. 16 on all three ABIs.
+pub const STACK_ALIGN: usize = 16;
+
+/// Bytes that [`init`] writes below `stack_top` for the initial frame.
+pub const INIT_FRAME_SIZE: usize = imp::INIT_FRAME_SIZE;
+
+/// A suspended execution context: the stack pointer at which [`switch`] (or
+/// [`init`]) left the context's saved registers.
+///
+/// Must hold: a non-empty `Context` points into a live stack whose saved
+/// state was written by [`switch`] or [`init`] and has not been resumed
+/// since. There is exactly one `Context` per suspended execution: `switch`
+/// consumes the one it resumes and hands the one it suspends to the resumed
+/// side, and a `Context` is neither `Clone` nor `Copy`. Dropping one
+/// abandons that execution without running anything on its stack.
+#[repr(transparent)]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Context {
+    sp: usize,
+}
+
+impl Context {
+    /// A placeholder that holds no context; [`switch`] fills it in.
+    #[inline]
+    pub const fn empty() -> Self {
+        Context { sp: 0 }
+    }
+
+    /// True for a placeholder that holds no context.
+    #[inline]
+    pub const fn is_empty(&self) -> bool {
+        self.sp == 0
+    }
+
+    /// The saved stack pointer (0 when empty). Useful to check that a
+    /// suspended context's stack lies inside its allocation, or to walk it.
+    #[inline]
+    pub const fn stack_pointer(&self) -> usize {
+        self.sp
+    }
+
+    /// The raw stack pointer, giving up ownership (for storing a context in
+    /// an atomic or passing it through C). Rebuild it with [`Context::from_raw`].
+    #[inline]
+    pub fn into_raw(self) -> usize {
+        self.sp
+    }
+
+    /// Rebuilds a context from [`Context::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `sp` must come from `into_raw` of a context that has not been rebuilt
+    /// since (or be 0, which gives an empty context).
+    #[inline]
+    pub unsafe fn from_raw(sp: usize) -> Context {
+        Context { sp }
+    }
+
+    /// Takes the context out, leaving an empty one in its place.
+    #[inline]
+    pub fn take(&mut self) -> Context {
+        std::mem::take(self)
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::empty()
+    }
+}
+
+/// The function a fresh context enters on the first [`switch`] to it.
+///
+/// `arg` is the value given to [`init`]; `from` is the suspended context
+/// that switched to this one (so the new context can switch back to it);
+/// `value` is the value passed to that first [`switch`].
+///
+/// The function must never return: there is no frame to return to below it
+/// (the initial frame ends the stack for unwinders, and the trampoline traps
+/// with an illegal instruction if it is ever returned to). It must not let a
+/// panic escape either; being `extern "C"`, an escaping panic aborts the
+/// process. Finish by switching away for good.
+pub type EntryFn = unsafe extern "C" fn(arg: usize, from: Context, value: usize) -> !;
+
+/// Lays out the initial frame of a new context on a fresh stack.
+///
+/// The first [`switch`] to the returned context calls
+/// `entry(arg, from, value)` on that stack, with the stack pointer aligned
+/// as the ABI requires at a function's entry, and with a terminating
+/// bottom frame so that unwinders and debuggers stop cleanly below `entry`.
+///
+/// # Safety
+///
+/// `stack_top` must be the (exclusive) upper end of writable memory that
+/// stays allocated for as long as the context can run, and is large enough
+/// for the initial frame ([`INIT_FRAME_SIZE`]) plus everything `entry` does.
+/// It is rounded down to [`STACK_ALIGN`].
+#[inline]
+pub unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> Context {
+    debug_assert!(!stack_top.is_null());
+    let top = (stack_top as usize) & !(STACK_ALIGN - 1);
+    // SAFETY: the caller guarantees that `top - INIT_FRAME_SIZE .. top` is
+    // writable memory of the new stack.
+    let sp = unsafe { imp::init(top, entry, arg) };
+    Context { sp }
+}
+
+/// Suspends the current context and resumes `to`, passing `value`.
+///
+/// Returns when some context switches back to this one, with that
+/// context (suspended) and the value it passed. Only the registers the ABI
+/// requires a callee to preserve are saved (the inline asm declares the
+/// others clobbered, so the compiler spills around the switch only what is
+/// live in the caller).
+///
+/// # Safety
+///
+/// - `to` must hold a context produced by [`init`] or by a [`switch`] that
+///   has not been resumed since, whose stack is still allocated.
+/// - The stack this call runs on must stay allocated until the context
+///   suspended here is resumed (or abandoned for good).
+/// - Nothing may unwind across a switch: a panic must be caught on the stack
+///   where it was raised (see `gort-unwind`).
+/// - Thread-local storage: if the suspended context is later resumed on
+///   another thread, addresses of thread-locals taken before the switch are
+///   stale.
+#[inline(always)]
+pub unsafe fn switch(to: Context, value: usize) -> (Context, usize) {
+    debug_assert!(!to.is_empty(), "switch to an empty Context");
+    // SAFETY: forwarded from this function's contract.
+    let (from, value) = unsafe { imp::switch(to.sp, value) };
+    (Context { sp: from }, value)
+}
+
+/// Runs `f` on the stack that ends at `stack_top` and returns its result,
+/// back on the current stack.
+///
+/// A panic in `f` is caught on the other stack and returned as `Err` (a
+/// panic never unwinds across the stack change); the caller decides whether
+/// to raise it again with [`std::panic::resume_unwind`]. Backtraces taken
+/// inside `f` continue into the caller's frames: the trampoline's unwind
+/// information links the two stacks.
+///
+/// # Safety
+///
+/// `stack_top` must be the upper end of writable memory, aligned to
+/// [`STACK_ALIGN`], not in use by anything else, and large enough for `f`.
+pub unsafe fn on_stack<R, F: FnOnce() -> R>(stack_top: *mut u8, f: F) -> std::thread::Result<R> {
+    assert!(
+        (stack_top as usize) % STACK_ALIGN == 0,
+        "on_stack: stack_top {stack_top:p} is not {STACK_ALIGN}-byte aligned"
+    );
+
+    struct Call<F, R> {
+        f: ManuallyDrop<F>,
+        result: Option<std::thread::Result<R>>,
+    }
+
+    unsafe extern "C" fn run<F: FnOnce() -> R, R>(call: *mut u8) {
+        // SAFETY: `call` is the `Call` that `on_stack` passed through the
+        // trampoline; it lives in on_stack's frame until the trampoline
+        // returns, and nothing else touches it meanwhile.
+        let call = unsafe { &mut *call.cast::<Call<F, R>>() };
+        // SAFETY: `f` is taken exactly once, here; on_stack never drops it.
+        let f = unsafe { ManuallyDrop::take(&mut call.f) };
+        call.result = Some(catch_unwind(AssertUnwindSafe(f)));
+    }
+
+    let mut call = Call::<F, R> {
+        f: ManuallyDrop::new(f),
+        result: None,
+    };
+    // SAFETY: the stack is valid per this function's contract; `run` is an
+    // `extern "C"` function that catches every panic, so nothing unwinds
+    // through the trampoline.
+    unsafe {
+        imp::on_stack_trampoline(
+            (&raw mut call).cast::<u8>(),
+            run::<F, R>,
+            stack_top as usize,
+        )
+    };
+    call.result
+        .expect("on_stack: the closure did not run to completion")
+}
+
+/// The current stack pointer.
+#[inline(always)]
+pub fn current_sp() -> usize {
+    imp::current_sp()
+}

@@ -1,0 +1,198 @@
+//! x86 (i686) System V backend.
+//!
+//! Callee-saved registers (i386 SysV ABI, as used on Linux): ebx, esi, edi,
+//! ebp, esp, plus the x87 control word and MXCSR control bits (not saved;
+//! see the crate docs). Linux requires a 16-byte aligned stack at every
+//! call instruction, so esp = 12 mod 16 at a function's first instruction.
+//!
+//! The switch is an inline asm block: ebx and edi are declared clobbered
+//! outputs and eax, ecx, edx and the vector/x87 registers come from
+//! `clobber_abi("C")`. esi and ebp cannot be asm operands (LLVM reserves
+//! them), so the asm pushes them itself. There is no eip-relative `lea` on
+//! i386, so the resume address is pushed by a `call` to the code that
+//! finishes the switch (position independent, no text relocation).
+
+use crate::{Context, EntryFn};
+use std::arch::{asm, global_asm};
+
+/// Bytes of the initial frame written by [`init`].
+pub(crate) const INIT_FRAME_SIZE: usize = 16;
+
+// Initial frame built by `init` (`top` is 16-aligned):
+//
+//     top      +--------------------------+
+//     top - 4  | 0 (padding)              |
+//     top - 8  | entry: EntryFn           |
+//     top - 12 | arg                      |
+//     top - 16 | &start_trampoline        | <- Context.sp
+//              +--------------------------+
+//
+// `switch` loads Context.sp into esp and does `pop ecx; jmp ecx`, so the
+// trampoline starts with esp = top - 12, eax = the switcher's suspended
+// context and edx = the value passed. It pushes the cdecl arguments of
+// `entry(arg, from, value)` so that esp = top - 16 (16-aligned) at the
+// `call`, clears ebp to end frame-pointer walks, and calls entry. Its CFI
+// marks the return address column (eip) undefined, which DWARF unwinders
+// treat as the outermost frame.
+global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl __gort_arch_v0_start",
+    ".hidden __gort_arch_v0_start",
+    ".type __gort_arch_v0_start, @function",
+    "__gort_arch_v0_start:",
+    ".cfi_startproc",
+    ".cfi_undefined eip",
+    "mov ecx, [esp + 4]", // entry
+    "mov ebx, [esp]",     // arg
+    "add esp, 8",         // esp = top - 4
+    "push edx",           // value
+    "push eax",           // from
+    "push ebx",           // arg; esp = top - 16
+    "xor ebp, ebp",
+    "call ecx",
+    "ud2", // entry returned: it must not
+    ".cfi_endproc",
+    ".size __gort_arch_v0_start, . - __gort_arch_v0_start",
+);
+
+// on_stack trampoline: cdecl `__gort_arch_v0_on_stack(arg, f, top)` calls
+// `f(arg)` with esp = top - 16 and returns on the original stack.
+//
+//   original stack                    new stack
+//   +---------------------+           +-------------------+ <- top
+//   | top                 | ebp + 16  | padding (12)      |
+//   | f                   | ebp + 12  | arg               |
+//   | arg                 | ebp + 8   | return into tramp |
+//   | caller's return addr| ebp + 4   | f's frames ...    |
+//   | saved ebp           | <- ebp    |                   |
+//   +---------------------+           +-------------------+
+//
+// ebp is the only callee-saved register it changes, saved in the standard
+// prologue. The CFA is ebp + 8 while esp is on the new stack, so unwinders
+// walk from f's frames into the caller on the original stack.
+global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl __gort_arch_v0_on_stack",
+    ".hidden __gort_arch_v0_on_stack",
+    ".type __gort_arch_v0_on_stack, @function",
+    "__gort_arch_v0_on_stack:",
+    ".cfi_startproc",
+    "push ebp",
+    ".cfi_def_cfa_offset 8",
+    ".cfi_offset ebp, -8",
+    "mov ebp, esp",
+    ".cfi_def_cfa_register ebp",
+    "mov eax, [ebp + 8]",  // arg
+    "mov ecx, [ebp + 12]", // f
+    "mov esp, [ebp + 16]", // top
+    "sub esp, 12",
+    "push eax", // esp = top - 16
+    "call ecx",
+    "mov esp, ebp",
+    ".cfi_def_cfa_register esp",
+    "pop ebp",
+    ".cfi_def_cfa_offset 4",
+    ".cfi_restore ebp",
+    "ret",
+    ".cfi_endproc",
+    ".size __gort_arch_v0_on_stack, . - __gort_arch_v0_on_stack",
+);
+
+extern "C" {
+    fn __gort_arch_v0_start();
+    fn __gort_arch_v0_on_stack(arg: *mut u8, f: unsafe extern "C" fn(*mut u8), top: usize);
+}
+
+/// Writes the initial frame below `top` (16-aligned) and returns its SP.
+///
+/// # Safety
+/// `top - INIT_FRAME_SIZE .. top` must be writable.
+#[inline]
+pub(crate) unsafe fn init(top: usize, entry: EntryFn, arg: usize) -> usize {
+    let sp = top - INIT_FRAME_SIZE;
+    let frame = sp as *mut usize;
+    // SAFETY: the caller guarantees the 16 bytes below `top` are writable,
+    // and `sp` is 16-aligned, so every word write is aligned.
+    unsafe {
+        frame.write(__gort_arch_v0_start as *const () as usize);
+        frame.add(1).write(arg);
+        frame.add(2).write(entry as usize);
+        frame.add(3).write(0);
+    }
+    sp
+}
+
+// Frame saved by `switch` on the suspending context's stack:
+//
+//   +---------------------------+
+//   | ebp                       |
+//   | esi                       |
+//   | resume address (after the |
+//   |   `call 4f`)              | <- the suspended Context (in eax)
+//   +---------------------------+
+//
+// Registers: ecx = target sp; edx = value in and out; eax = out: the
+// suspended context of whoever switched to us.
+// The resumed context continues right after its own `call 4f`, pops esi and
+// ebp and skips over the suspending half.
+/// # Safety
+/// See [`crate::switch`].
+#[inline(always)]
+pub(crate) unsafe fn switch(to: usize, value: usize) -> (usize, usize) {
+    let ret: usize;
+    let from: usize;
+    // SAFETY: the caller upholds crate::switch's contract: `to` is a saved
+    // context. All registers that are not preserved
+    // are declared clobbered (ebx and edi explicitly, eax, ecx, edx and the
+    // vector registers via clobber_abi); esi and ebp are saved and restored
+    // by the asm itself.
+    unsafe {
+        asm!(
+            "push ebp",
+            "push esi",
+            "call 4f",
+            // Resumed here.
+            "pop esi",
+            "pop ebp",
+            "jmp 5f",
+            "4:",
+            "mov eax, esp",
+            "mov esp, ecx",
+            "pop ecx",
+            "jmp ecx",
+            "5:",
+            lateout("eax") from,
+            in("ecx") to,
+            inlateout("edx") value => ret,
+            lateout("ebx") _,
+            lateout("edi") _,
+            clobber_abi("C"),
+        );
+    }
+    (from, ret)
+}
+
+/// # Safety
+/// See [`crate::on_stack`]; `f` must not unwind.
+#[inline]
+pub(crate) unsafe fn on_stack_trampoline(
+    arg: *mut u8,
+    f: unsafe extern "C" fn(*mut u8),
+    top: usize,
+) {
+    // SAFETY: forwarded from the caller; the trampoline preserves every
+    // callee-saved register and is an ordinary extern "C" function.
+    unsafe { __gort_arch_v0_on_stack(arg, f, top) }
+}
+
+#[inline(always)]
+pub(crate) fn current_sp() -> usize {
+    let sp: usize;
+    // SAFETY: reads esp; touches no memory and no flags.
+    unsafe { asm!("mov {}, esp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+const _: () = assert!(std::mem::size_of::<Context>() == std::mem::size_of::<usize>());
