@@ -65,8 +65,10 @@ fn generator() {
 }
 
 /// The generator's body. `link` is the coroutine's `Link`.
-unsafe extern "C" fn fibonacci(link: usize, _from: *mut Context, _first: usize) -> ! {
+unsafe extern "C" fn fibonacci(link: usize, from: Context, _first: usize) -> ! {
     let link = link as *mut Link;
+    // SAFETY: `link` is the live Link of the coroutine that resumed us.
+    unsafe { (*link).caller = from };
     let (mut a, mut b) = (0usize, 1usize);
     loop {
         // SAFETY: `link` is the live Link of the coroutine that resumed us.
@@ -109,8 +111,10 @@ fn round_trips() {
 }
 
 /// Answers every value with value + 1.
-unsafe extern "C" fn increment(link: usize, _from: *mut Context, first: usize) -> ! {
+unsafe extern "C" fn increment(link: usize, from: Context, first: usize) -> ! {
     let link = link as *mut Link;
+    // SAFETY: `link` is the live Link of the coroutine that resumed us.
+    unsafe { (*link).caller = from };
     let mut value = first;
     loop {
         // SAFETY: `link` is the live Link of the coroutine that resumed us.
@@ -225,8 +229,8 @@ impl Drop for Stack {
     }
 }
 
-/// The two saved contexts of a coroutine: the caller's while the coroutine
-/// runs, the coroutine's while the caller runs. Heap-allocated so that its
+/// The two suspended contexts of a coroutine: the caller's while the
+/// coroutine runs, the coroutine's while the caller runs. Heap-allocated so that its
 /// address stays fixed while both sides hold a pointer to it.
 struct Link {
     caller: Context,
@@ -241,7 +245,8 @@ struct Coroutine {
 
 impl Coroutine {
     /// A coroutine that runs `body(link, from, first_value)` on first resume.
-    /// `body` must only ever leave through `yield_to_caller`.
+    /// `body` must store `from` (the suspended caller) in the link's
+    /// `caller` and only ever leave through `yield_to_caller`.
     fn new(body: EntryFn) -> Coroutine {
         let stack = Stack::new(STACK_SIZE);
         let link = Box::into_raw(Box::new(Link {
@@ -260,12 +265,13 @@ impl Coroutine {
     /// it yielded.
     fn resume(&mut self, value: usize) -> usize {
         // SAFETY: `link` is valid (freed only in Drop); `coroutine` holds the
-        // context saved by `init` or by the coroutine's last yield, and its
-        // stack is alive. The caller's context is saved in `caller`, which
-        // the coroutine resumes when it yields.
+        // context made by `init` or handed back by the coroutine's last
+        // yield, and its stack is alive. The switch hands our own suspended
+        // context to the coroutine, which keeps it in `caller`.
         unsafe {
-            let to = (*self.link).coroutine.take();
-            switch(&raw mut (*self.link).caller, to, value)
+            let (coroutine, yielded) = switch((*self.link).coroutine.take(), value);
+            (*self.link).coroutine = coroutine;
+            yielded
         }
     }
 }
@@ -280,8 +286,9 @@ impl Drop for Coroutine {
     }
 }
 
-/// Called on the coroutine's stack: saves the coroutine's context, resumes
-/// the caller with `value`, and returns the value of the next `resume`.
+/// Called on the coroutine's stack: resumes the caller with `value` and
+/// returns the value of the next `resume`, keeping the resumer's suspended
+/// context in `caller` for the next yield.
 ///
 /// # Safety
 ///
@@ -290,8 +297,9 @@ impl Drop for Coroutine {
 unsafe fn yield_to_caller(link: *mut Link, value: usize) -> usize {
     // SAFETY: per this function's contract.
     unsafe {
-        let to = (*link).caller.take();
-        switch(&raw mut (*link).coroutine, to, value)
+        let (caller, next) = switch((*link).caller.take(), value);
+        (*link).caller = caller;
+        next
     }
 }
 
