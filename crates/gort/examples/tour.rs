@@ -64,15 +64,14 @@ fn generator() {
     );
 }
 
-/// The generator's body. `link` is the coroutine's `Link`.
-unsafe extern "C" fn fibonacci(link: usize, from: Context, _first: usize) -> ! {
-    let link = link as *mut Link;
-    // SAFETY: `link` is the live Link of the coroutine that resumed us.
-    unsafe { (*link).caller = from };
+/// The generator's body. `caller` is the suspended context that resumed it:
+/// each switch back to it hands over the caller's next suspended context.
+unsafe extern "C" fn fibonacci(_arg: usize, mut caller: Context, _first: usize) -> ! {
     let (mut a, mut b) = (0usize, 1usize);
     loop {
-        // SAFETY: `link` is the live Link of the coroutine that resumed us.
-        unsafe { yield_to_caller(link, a) };
+        // SAFETY: `caller` is the suspended context that resumed us (the
+        // main thread's), not resumed since, on a live stack.
+        (caller, _) = unsafe { switch(caller, a) };
         (a, b) = (b, a.wrapping_add(b));
     }
 }
@@ -111,14 +110,11 @@ fn round_trips() {
 }
 
 /// Answers every value with value + 1.
-unsafe extern "C" fn increment(link: usize, from: Context, first: usize) -> ! {
-    let link = link as *mut Link;
-    // SAFETY: `link` is the live Link of the coroutine that resumed us.
-    unsafe { (*link).caller = from };
+unsafe extern "C" fn increment(_arg: usize, mut caller: Context, first: usize) -> ! {
     let mut value = first;
     loop {
-        // SAFETY: `link` is the live Link of the coroutine that resumed us.
-        value = unsafe { yield_to_caller(link, value + 1) };
+        // SAFETY: `caller` is the suspended context that resumed us.
+        (caller, value) = unsafe { switch(caller, value + 1) };
     }
 }
 
@@ -229,79 +225,42 @@ impl Drop for Stack {
     }
 }
 
-/// The two suspended contexts of a coroutine: the caller's while the
-/// coroutine runs, the coroutine's while the caller runs. Heap-allocated so that its
-/// address stays fixed while both sides hold a pointer to it.
-struct Link {
-    caller: Context,
-    coroutine: Context,
-}
-
-/// A context on its own stack that the caller resumes and that yields back.
+/// A context on its own stack that the caller resumes and that switches
+/// back. `switch` hands each side the other's suspended context in a
+/// register: the coroutine keeps its caller in a local variable, the caller
+/// keeps the coroutine here. Nothing is stored in shared memory.
 struct Coroutine {
-    link: *mut Link,
+    /// The suspended coroutine (empty only while it runs).
+    context: Context,
     stack: Stack,
 }
 
 impl Coroutine {
-    /// A coroutine that runs `body(link, from, first_value)` on first resume.
-    /// `body` must store `from` (the suspended caller) in the link's
-    /// `caller` and only ever leave through `yield_to_caller`.
+    /// A coroutine that runs `body(0, caller, first_value)` on first resume.
+    /// `body` must only ever leave by switching back to its caller.
     fn new(body: EntryFn) -> Coroutine {
         let stack = Stack::new(STACK_SIZE);
-        let link = Box::into_raw(Box::new(Link {
-            caller: Context::empty(),
-            coroutine: Context::empty(),
-        }));
-        // SAFETY: the stack is fresh and lives as long as the coroutine;
-        // `link` stays valid until the coroutine is dropped.
-        let ctx = unsafe { init(stack.top(), body, link as usize) };
-        // SAFETY: `link` was just allocated and nothing else uses it yet.
-        unsafe { (*link).coroutine = ctx };
-        Coroutine { link, stack }
+        // SAFETY: the stack is fresh, page-aligned, and lives as long as the
+        // context (both are dropped with the coroutine).
+        let context = unsafe { init(stack.top(), body, 0) };
+        Coroutine { context, stack }
     }
 
-    /// Runs the coroutine until it yields, sending it `value`; returns what
-    /// it yielded.
+    /// Runs the coroutine until it switches back, sending it `value`;
+    /// returns the value it sent back.
     fn resume(&mut self, value: usize) -> usize {
-        // SAFETY: `link` is valid (freed only in Drop); `coroutine` holds the
-        // context made by `init` or handed back by the coroutine's last
-        // yield, and its stack is alive. The switch hands our own suspended
-        // context to the coroutine, which keeps it in `caller`.
-        unsafe {
-            let (coroutine, yielded) = switch((*self.link).coroutine.take(), value);
-            (*self.link).coroutine = coroutine;
-            yielded
-        }
+        // SAFETY: `context` holds the coroutine as `init` or its last switch
+        // back left it, not resumed since, and its stack is alive. Our own
+        // stack (the main thread's) outlives the coroutine.
+        let (context, answer) = unsafe { switch(self.context.take(), value) };
+        self.context = context;
+        answer
     }
 }
 
-impl Drop for Coroutine {
-    fn drop(&mut self) {
-        // The coroutine is suspended in `yield_to_caller` and is never
-        // resumed; its frames hold only integers, so there is nothing to
-        // unwind, and the stack is unmapped with it.
-        // SAFETY: `link` came from Box::into_raw in `new` and is freed once.
-        drop(unsafe { Box::from_raw(self.link) });
-    }
-}
-
-/// Called on the coroutine's stack: resumes the caller with `value` and
-/// returns the value of the next `resume`, keeping the resumer's suspended
-/// context in `caller` for the next yield.
-///
-/// # Safety
-///
-/// `link` must be the `Link` of the coroutine running this code, whose
-/// `caller` holds the context that resumed it.
-unsafe fn yield_to_caller(link: *mut Link, value: usize) -> usize {
-    // SAFETY: per this function's contract.
-    unsafe {
-        let (caller, next) = switch((*link).caller.take(), value);
-        (*link).caller = caller;
-        next
-    }
-}
+// Dropping a Coroutine abandons it, suspended inside `switch`: its frames
+// hold only integers, so there is nothing to unwind, and its stack is
+// unmapped with it.
 
 /// Prints a section header.
 fn section(title: &str) {
