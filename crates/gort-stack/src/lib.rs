@@ -1,3 +1,47 @@
-//! Goroutine stacks: mmap'd stacks with guard pages, per-owner pools, the stack-overflow handler and OS stack-bound probes (seed 002). Filled by the gort-stack issue.
+//! Goroutine stacks for gort: mmap'd stacks with guard regions that cost no
+//! mappings, per-owner pools, the stack-overflow handler, and the bounds of
+//! OS thread stacks with Go's cache rules (seed 002).
+//!
+//! - [`Stack`]: usable memory above a guard region. From a [`StackPool`]
+//!   (shared, one per runtime) through a [`StackCache`] (one per P), or
+//!   standalone with [`Stack::new`].
+//! - Guards: [`GuardStrategy::Installed`] (`MADV_GUARD_INSTALL`, Linux
+//!   6.13+: no mapping per guard, so a million stacks fit under the default
+//!   `vm.max_map_count`) or [`GuardStrategy::Mprotect`] (two mappings per
+//!   stack), chosen once per process by a self-test ([`guard_strategy`]).
+//! - [`MapBudget`]: allocation stops with [`StackError::MapLimit`], a message
+//!   naming `vm.max_map_count`, before the process runs out of mappings.
+//! - [`overflow::install`]: a SIGSEGV/SIGBUS handler that reports
+//!   `fatal: goroutine stack overflow (goroutine N, stack [lo, hi), S bytes)`
+//!   and aborts, and chains every other fault to the previous handler.
+//! - [`bounds`]: [`thread_stack_bounds`], the per-thread [`BoundsCache`],
+//!   [`remaining_stack`], and the running-stack slot the scheduler sets on
+//!   every switch ([`set_running_stack`]).
+//!
+//! See docs/stack.md in the repository for the design and its invariants.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod bounds;
+mod budget;
+mod guard;
+pub mod overflow;
+mod pool;
+mod registry;
+mod stack;
+mod sys;
+
+pub use bounds::{
+    clear_running_stack, remaining_stack, running_stack, set_running_stack, thread_bounds,
+    thread_stack_bounds, Bounds, BoundsCache, RunningStack,
+};
+pub use budget::{system_limit as max_map_count, MapBudget, MapLimit};
+pub use guard::{guard_strategy, GuardStrategy};
+pub use pool::{PoolStats, StackCache, StackPool};
+pub use stack::{Stack, StackConfig, StackError};
+
+/// The number of memory mappings the process holds now (lines of
+/// `/proc/self/maps`), for reports and tests.
+pub fn count_mappings() -> std::io::Result<usize> {
+    sys::count_mappings()
+}
