@@ -193,7 +193,8 @@ COMMANDS:
     setup    install the toolchains, cross compilers and qemu-user the targets need
     test     cargo test on one or more targets (cross targets under qemu-user)
     bench    run the benchmarks
-    ci       setup, fmt, clippy, tests on all targets, benches compiled: what CI runs
+    loom     run the loom models of the scheduler's lock-free protocols
+    ci       setup, fmt, clippy, tests on all targets, loom models, benches compiled: what CI runs
     help     print this message, or `help <COMMAND>` for a command's
 
 Targets: x86_64-unknown-linux-gnu (host, native), aarch64-unknown-linux-gnu and
@@ -265,6 +266,21 @@ OPTIONS:
     -h, --help    print this message
 ";
 
+const LOOM_HELP: &str = "\
+cargo xtask loom: the loom models of gort-sched's lock-free protocols
+
+USAGE:
+    cargo xtask loom [-- ARGS]
+
+Builds gort-sched's integration tests with RUSTFLAGS=\"--cfg loom\" in release
+mode, in their own target dir (<target>/loom, so the normal build cache is
+kept), and runs them: the models are the tests named loom_*; every other test
+file is compiled out under cfg(loom). ARGS go to cargo test.
+
+OPTIONS:
+    -h, --help    print this message
+";
+
 const CI_HELP: &str = "\
 cargo xtask ci: everything CI checks, in order
 
@@ -278,7 +294,8 @@ Steps (stops at the first failing step; the test step runs every target first):
   4. cargo clippy for aarch64 and i686 (-D warnings): the per-architecture code
      that the host never compiles
   5. tests on x86_64, aarch64 and i686 (doc tests included on each)
-  6. cargo bench --workspace --no-run (benches compiled, not run)
+  6. loom models (see `cargo xtask loom --help`)
+  7. cargo bench --workspace --no-run (benches compiled, not run)
 Uses cargo's target dir (CARGO_TARGET_DIR when set).
 
 OPTIONS:
@@ -337,6 +354,7 @@ fn run(args: &[String]) -> Result<(), Error> {
                 Some("test") => TEST_HELP,
                 Some("bench") => BENCH_HELP,
                 Some("ci") => CI_HELP,
+                Some("loom") => LOOM_HELP,
                 Some(other) => return usage(format!("no command `{other}`")),
             };
             print!("{text}");
@@ -353,6 +371,20 @@ fn run(args: &[String]) -> Result<(), Error> {
         "bench" if wants_help(rest) => {
             print!("{BENCH_HELP}");
             Ok(())
+        }
+        "loom" if wants_help(rest) => {
+            print!("{LOOM_HELP}");
+            Ok(())
+        }
+        "loom" => {
+            let extra = match rest.split_first() {
+                None => &[][..],
+                Some((dashdash, extra)) if dashdash == "--" => extra,
+                Some((other, _)) => {
+                    return usage(format!("unexpected `{other}` (loom ARGS go after `--`)"))
+                }
+            };
+            loom(extra)
         }
         "ci" if wants_help(rest) => {
             print!("{CI_HELP}");
@@ -947,6 +979,23 @@ fn test(host: &str, targets: &[String], native_i686: bool, extra: &[String]) -> 
 
 /// Runs the criterion benchmarks. Later issues add the Go programs in
 /// benches/go/ and write docs/performance.md from both.
+/// Runs the loom models: gort-sched's tests under `--cfg loom`, release
+/// mode, in a target dir of their own so the flag does not invalidate the
+/// normal build cache.
+fn loom(extra: &[String]) -> Result<(), Error> {
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("loom");
+    status(
+        cargo()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["test", "--release", "-p", "gort-sched", "--tests"])
+            .args(extra),
+    )
+}
+
 fn bench(extra: &[String]) -> Result<(), Error> {
     status(cargo().args(["bench", "-p", "gort-benches"]).args(extra))
 }
@@ -981,6 +1030,7 @@ fn ci() -> Result<(), Error> {
             "tests (x86_64, aarch64, i686)",
             Box::new(|| test(&host_triple()?, &all_targets(), false, &[])),
         ),
+        ("loom models", Box::new(|| loom(&[]))),
         (
             "cargo bench --workspace --no-run",
             Box::new(|| status(cargo().args(["bench", "--workspace", "--no-run"]))),
