@@ -14,9 +14,10 @@
 //!
 //! # Migration
 //!
-//! Goroutines move between threads at any park. Every accessor here is
-//! `#[inline(never)]` and reads the thread-local afresh, so none can hand a
-//! caller the state of the thread it ran on before a switch. Callers must
+//! Goroutines move between threads at any park. Every function here that
+//! touches the thread-local is `#[inline(never)]` and reaches it afresh (the
+//! few `#[inline]` ones only call those), so no caller can end up with the
+//! address of the thread-local of the thread it ran on before a switch. Callers must
 //! not keep what these functions return across a park either: a
 //! [`Bounds`] of the *thread* describes the thread the goroutine ran on when
 //! it asked, not the one it resumes on. (`BoundsCache` methods take `&self`
@@ -411,37 +412,46 @@ thread_local! {
 /// Call it on the thread's own stack: on a goroutine stack the thread's
 /// bounds do not contain SP, so the cache would replace them with an
 /// estimate around the goroutine's SP (use [`remaining_stack`] there).
-#[inline(never)]
+#[inline]
 pub fn thread_bounds() -> Bounds {
-    lookup(gort_arch::current_sp())
+    thread_bounds_at(gort_arch::current_sp())
 }
 
 /// [`thread_bounds`] for an explicit SP, e.g. the one a callback saved at
 /// its entry.
-#[inline(never)]
+#[inline]
 pub fn thread_bounds_at(sp: usize) -> Bounds {
-    lookup(sp)
+    // Only `lookup` touches the thread-local, and it is not inlined. It
+    // returns two words, which travel in registers (a `Bounds` would go
+    // through memory and cost more than the lookup); (0, 0) stands for the
+    // estimate around `sp`, since accurate bounds contain SP and so have
+    // `hi > 0`.
+    match lookup(sp) {
+        (0, 0) => Bounds::estimate_around(sp),
+        (lo, hi) => Bounds {
+            lo,
+            hi,
+            accurate: true,
+        },
+    }
 }
 
-/// The body of [`thread_bounds_at`]; only inlined into the non-inlined
-/// accessors above.
-#[inline(always)]
-fn lookup(sp: usize) -> Bounds {
-    // The hit path reads the cache's fields by value: moving a `Bounds` out
-    // of `with`'s closure copies it through the stack (with its padding)
-    // and costs more than the whole lookup.
+/// The thread's cache at `sp`: accurate bounds, or (0, 0) for the estimate.
+#[inline(never)]
+fn lookup(sp: usize) -> (usize, usize) {
     let (lo, hi, accurate) = THREAD.with(|t| {
         let c = &t.cache;
         (c.lo.get(), c.hi.get(), c.accurate.get())
     });
     if accurate && lo < sp && sp <= hi {
-        return Bounds {
-            lo,
-            hi,
-            accurate: true,
-        };
+        return (lo, hi);
     }
-    THREAD.with(|t| t.cache.miss(sp, t.probe.get()))
+    let b = THREAD.with(|t| t.cache.miss(sp, t.probe.get()));
+    if b.accurate {
+        (b.lo, b.hi)
+    } else {
+        (0, 0)
+    }
 }
 
 /// Saves the calling thread's cached bounds ([`BoundsCache::save`]).

@@ -21,8 +21,10 @@ static OURS: AtomicUsize = AtomicUsize::new(0);
 /// Mappings held by the rest of the process at the last count;
 /// `usize::MAX` before the first.
 static OTHERS: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// `OURS` at the last count.
-static LAST_OURS: AtomicUsize = AtomicUsize::new(0);
+/// Mappings this crate charged or returned since the last count: how far
+/// the estimate may have drifted (a slab the kernel merged with its
+/// neighbour was charged one mapping but added none).
+static CHANGED: AtomicUsize = AtomicUsize::new(0);
 
 /// How many memory mappings stack allocation may bring the process to.
 ///
@@ -81,9 +83,10 @@ impl MapBudget {
     ///
     /// The estimate is checked against /proc/self/maps when it reaches the
     /// limit, and on the way there: once it is within a margin of the limit
-    /// (1/64 of it, at least 32), at least every half margin of mappings
-    /// this crate adds. So it can only overshoot by what the rest of the
-    /// process maps meanwhile, which the reserve absorbs.
+    /// (1/64 of it, at least 32), again whenever this crate has charged or
+    /// returned half a margin of mappings since the last count. So it can
+    /// only overshoot by what the rest of the process maps meanwhile, which
+    /// the reserve absorbs.
     pub(crate) fn charge(&self, needed: usize) -> Result<(), StackError> {
         if self.limit == usize::MAX {
             OURS.fetch_add(needed, Ordering::Relaxed);
@@ -97,7 +100,7 @@ impl MapBudget {
             others => others.saturating_add(ours).saturating_add(needed),
         };
         let near = estimate.saturating_add(margin) > threshold;
-        let stale = ours.abs_diff(LAST_OURS.load(Ordering::Relaxed)) >= margin / 2;
+        let stale = CHANGED.load(Ordering::Relaxed) >= margin / 2;
         let estimate = if estimate > threshold || (near && stale) {
             recount().saturating_add(needed)
         } else {
@@ -105,6 +108,7 @@ impl MapBudget {
         };
         if estimate <= threshold {
             OURS.fetch_add(needed, Ordering::Relaxed);
+            CHANGED.fetch_add(needed, Ordering::Relaxed);
             Ok(())
         } else {
             Err(self.exceeded(estimate - needed, needed))
@@ -132,6 +136,7 @@ impl Default for MapBudget {
 /// Returns mappings charged with [`MapBudget::charge`].
 pub(crate) fn uncharge(n: usize) {
     OURS.fetch_sub(n, Ordering::Relaxed);
+    CHANGED.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Counts the process's mappings, updates the estimate of the others', and
@@ -141,7 +146,7 @@ pub(crate) fn recount() -> usize {
     match sys::count_mappings() {
         Ok(count) => {
             OTHERS.store(count.saturating_sub(ours), Ordering::Relaxed);
-            LAST_OURS.store(ours, Ordering::Relaxed);
+            CHANGED.store(0, Ordering::Relaxed);
             count
         }
         Err(_) => {
