@@ -40,6 +40,13 @@ fn a_million_guarded_stacks_fit_under_the_default_max_map_count() {
         return;
     }
     const N: usize = 1_000_000;
+    if cfg!(target_pointer_width = "32") {
+        eprintln!(
+            "skipped: a million stacks of 80 KiB need 80 GB of address space, \
+             a 32-bit process has 4 GB"
+        );
+        return;
+    }
     let limit = max_map_count().expect("vm.max_map_count");
     let config = StackConfig {
         size: 16 * 1024,
@@ -116,7 +123,9 @@ fn installed_guards_cost_no_mapping_mprotect_guards_two_per_stack() {
         eprintln!("{strategy:?}: {N} stacks in {slabs} slabs added {delta} mappings");
         assert_eq!(slabs, 5);
         match strategy {
-            GuardStrategy::Installed => assert!(delta <= slabs, "{delta} > {slabs} slabs"),
+            // At most one per slab (the kernel merges adjacent ones), give
+            // or take a mapping of the allocator or an exiting thread.
+            GuardStrategy::Installed => assert!(delta <= slabs + 2, "{delta} for {slabs} slabs"),
             // Each guard splits its slab: guard + stack above it; the first
             // guard of a slab only splits off the rest of the slab.
             GuardStrategy::Mprotect => assert!(
@@ -189,8 +198,13 @@ fn mprotect_pool_stops_at_its_budget_with_a_clear_error_and_recovers() {
     for s in held.drain(..10) {
         pool.put(s);
     }
-    let again: Vec<Stack> = (0..10).map(|_| pool.get().unwrap()).collect();
-    assert!(matches!(pool.get(), Err(StackError::MapLimit(_))));
+    let carved = pool.stats().stacks_carved;
+    let mut again: Vec<Stack> = (0..10).map(|_| pool.get().unwrap()).collect();
+    assert_eq!(pool.stats().stacks_carved, carved);
+    // Still at the limit (give or take a mapping an exiting thread of an
+    // earlier test gives back).
+    again.extend((0..3).map_while(|_| pool.get().ok()));
+    assert!(again.len() < 13, "the budget no longer holds");
 
     // Dropping everything gives the mappings back: a new pool within the same
     // budget gets as many stacks again.
