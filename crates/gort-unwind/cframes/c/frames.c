@@ -1,0 +1,67 @@
+/*
+ * C frames for gort-unwind's tests and benchmarks: C functions that call a
+ * Rust callback, with markers set before and after the callback so that a
+ * test can tell whether C code after a skipped callback ran (it must not)
+ * and whether C code after a callback that returned ran (it must).
+ *
+ * Each caller passes its own marks, so tests running on parallel threads do
+ * not share counters.
+ */
+#include <stdint.h>
+
+typedef void (*gort_cb)(void *arg);
+
+struct gort_marks {
+    volatile intptr_t before;  /* incremented right before the callback */
+    volatile intptr_t after;   /* incremented right after it returned */
+    volatile uintptr_t frame;  /* address of a local of the calling C frame */
+};
+
+/* One plain C frame around the callback. */
+void gort_c_call(gort_cb cb, void *arg, struct gort_marks *m)
+{
+    volatile int local = 0;
+    m->frame = (uintptr_t)&local;
+    m->before++;
+    cb(arg);
+    m->after++;
+    (void)local;
+}
+
+/*
+ * Go's TestDeepStack shape: 40,000 bytes of locals in the frame that calls
+ * back. After a normal return the array must be intact: `after` grows by 1
+ * when it is, by 1000 when it is not.
+ */
+void gort_c_call_deep(gort_cb cb, void *arg, struct gort_marks *m)
+{
+    volatile int x[10000];
+    for (int i = 0; i < 10000; i += 1000)
+        x[i] = i;
+    x[9999] = 9999;
+    m->frame = (uintptr_t)&x[0];
+    m->before++;
+    cb(arg);
+    int ok = x[9999] == 9999;
+    for (int i = 0; i < 10000; i += 1000)
+        ok = ok && x[i] == i;
+    m->after += ok ? 1 : 1000;
+}
+
+/* `depth` nested C frames, then the callback from the innermost one. */
+void gort_c_recurse(int depth, gort_cb cb, void *arg, struct gort_marks *m)
+{
+    volatile int local = depth;
+    if (depth <= 1) {
+        gort_c_call(cb, arg, m);
+    } else {
+        gort_c_recurse(depth - 1, cb, arg, m);
+    }
+    m->after += local - depth; /* 0 unless the frame was corrupted */
+}
+
+/* A C function that returns without calling back: the trivial callee. */
+int gort_c_add(int a, int b)
+{
+    return a + b;
+}

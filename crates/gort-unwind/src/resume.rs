@@ -1,0 +1,376 @@
+//! Resume points: a panic in a callback from C skips the C frames and
+//! continues in the Rust frame that made the call.
+//!
+//! ```text
+//!   caller's stack                 callee stack (e.g. the M's system stack)
+//!  +---------------------------+  +------------------------------------+
+//!  | ...                       |  | entry trampoline  (ours, POF)      |
+//!  | call_with_resume_point    |  | f: calls the C function (POF)      |
+//!  |   ResumePoint {caller,..} |  | C frames           (C: POFs)       |
+//!  |   switch  ==============> |  | extern "C" callback (POF at jump)  |
+//!  |        <================= |==| callback_boundary: catch, then     |
+//!  |   Err(panic), hook ran    |  |   unwind_to_resume_point(panic)    |
+//!  +---------------------------+  +------------------------------------+
+//!                                    abandoned as is: nothing runs there
+//! ```
+//!
+//! The resume point is a record in the caller's frame, pushed on a chain
+//! (per goroutine, see [`UnwindState`](crate::UnwindState)) on entry and
+//! popped on exit. The callee runs on a context made by `gort_arch::init`
+//! on the given stack, and hands its suspended caller to the record. When
+//! `f` returns, the callee switches back with the value. When a callback
+//! deeper down catches a panic at its boundary, it puts the panic in the
+//! innermost record and switches to the record's suspended caller: the
+//! caller resumes right after its switch, as if the callee had returned,
+//! and everything between (the boundary's frame, the C frames, `f` and the
+//! trampoline) is abandoned without running anything in it. Only frames
+//! that are plain old frames at that moment may be abandoned; see
+//! docs/unwind.md for why each one is.
+
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gort_arch::{current_sp, init, switch, Context, STACK_ALIGN};
+
+use crate::fatal::{describe, fatal};
+use crate::{catch, hook, state, Panic};
+
+/// A resume point: lives in the frame of [`call_with_resume_point`] while
+/// the callee runs.
+///
+/// Must hold: while it is on the chain, this record is alive at a fixed
+/// address (it is a local of the suspended caller); `caller` holds the
+/// suspended caller from the callee's first instruction until someone
+/// switches back to it, and nothing else resumes the caller; `panic` is
+/// `Some` only after a switch back with [`PANICKED`].
+pub(crate) struct ResumePoint {
+    /// The next outer resume point of the same execution (null: none).
+    prev: *mut ResumePoint,
+    /// The caller, suspended at its switch into the callee.
+    caller: Context,
+    /// The panic that unwound to this resume point.
+    panic: Option<Panic>,
+    /// The quiet depth when the resume point was pushed: the same when the
+    /// caller resumes, since abandoned frames hold no catch scopes.
+    quiet: u32,
+}
+
+/// What the callee's entry needs: the closure, a slot for its value, and the
+/// resume point. Lives in the caller's frame next to the resume point.
+struct Call<F, R> {
+    f: ManuallyDrop<F>,
+    result: MaybeUninit<R>,
+    rp: *mut ResumePoint,
+}
+
+/// Switch values that the caller receives. Distinct, unlikely words, so a
+/// stray switch into a resume point is caught.
+const RETURNED: usize = 0x6f6b_2121;
+const PANICKED: usize = 0x7061_6e21;
+
+/// Calls `f` on the stack that ends at `callee_stack_top`, with a resume
+/// point here: a panic in a callback that `f` (through C) calls, caught at
+/// the callback's boundary, comes back here.
+///
+/// Returns `Ok` with `f`'s value when `f` returns. Returns `Err` with the
+/// panic when a callback deeper down unwound to this resume point with
+/// [`unwind_to_resume_point`] (usually through [`callback_boundary`]), or
+/// when `f` itself panicked (caught at the callee stack's entry: a panic
+/// never unwinds off that stack's base). On `Err`, `hook` runs first, with
+/// the panic, back on the caller's stack: the place for the owner to restore
+/// its own state (the C bridge undoes in-C accounting there, as Go's
+/// unwindm does); then the caller decides what to do with the panic,
+/// usually [`Panic::resume`].
+///
+/// The callee stack is not unwound after a callback's panic: its frames are
+/// abandoned where they stand, and the next call may reuse the stack from
+/// its top.
+///
+/// # Safety
+///
+/// - `callee_stack_top` is the upper end of writable memory that nothing
+///   else uses until this call returns, large enough for `f`, the C code
+///   and the callbacks it runs, and that stays allocated until then. It is
+///   rounded down to [`STACK_ALIGN`].
+/// - Every frame that a callback's panic can abandon must be a plain old
+///   frame (RFC 2945) at that moment: no value with a destructor may be
+///   live in `f`'s frames, or in any Rust frame between `f` and the
+///   callback, while a call that may call back is in progress. In practice
+///   `f` only calls the C function, with arguments that own nothing, and
+///   returns what it returns. (C frames have no destructors; C code must
+///   not rely on code after a callback running, as in Go.)
+/// - Callbacks must unwind only to the innermost resume point of the
+///   execution that runs them (the chain is per goroutine: see
+///   [`swap_thread_state`](crate::swap_thread_state)).
+pub unsafe fn call_with_resume_point<R, H, F>(
+    callee_stack_top: *mut u8,
+    hook: H,
+    f: F,
+) -> Result<R, Panic>
+where
+    H: FnOnce(&Panic),
+    F: FnOnce() -> R,
+{
+    assert!(
+        !callee_stack_top.is_null(),
+        "call_with_resume_point: null callee stack"
+    );
+    // SAFETY: forwarded from this function's contract.
+    unsafe { call(Some(callee_stack_top), hook, f) }
+}
+
+/// [`call_with_resume_point`] with the callee on the current stack, below
+/// this call's frame: the shape of a callback from C that calls into C
+/// again on the same stack (Rust -> C1 -> Rust -> C2), where C2 must start
+/// below the live frames of C1 and of the callback.
+///
+/// The callee starts [`below_gap`] bytes below this call's stack pointer:
+/// room for this call's own helper frames and for a signal frame that the
+/// kernel may push between writing the callee's initial frame and switching
+/// to it (see docs/unwind.md). The same gap every time, so repeating the
+/// call (or unwinding out of it) never moves the callee's frames.
+///
+/// # Safety
+///
+/// As [`call_with_resume_point`], where the callee stack is the rest of the
+/// current stack: it must have room for [`below_gap`] plus what the callee
+/// needs.
+pub unsafe fn call_with_resume_point_below<R, H, F>(hook: H, f: F) -> Result<R, Panic>
+where
+    H: FnOnce(&Panic),
+    F: FnOnce() -> R,
+{
+    // SAFETY: forwarded from this function's contract.
+    unsafe { call(None, hook, f) }
+}
+
+/// Bytes between the stack pointer of [`call_with_resume_point_below`] and
+/// the top of its callee: at least 8 KiB, and at least the kernel's
+/// minimal signal frame (`AT_MINSIGSTKSZ`, which grows with the CPU's
+/// vector state) plus 4 KiB.
+pub fn below_gap() -> usize {
+    static GAP: AtomicUsize = AtomicUsize::new(0);
+    let g = GAP.load(Ordering::Relaxed);
+    if g != 0 {
+        return g;
+    }
+    let g = (min_signal_frame() + 4096)
+        .max(8192)
+        .next_multiple_of(STACK_ALIGN);
+    GAP.store(g, Ordering::Relaxed);
+    g
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn min_signal_frame() -> usize {
+    // SAFETY: getauxval has no preconditions; 0 means "not provided".
+    unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) as usize }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn min_signal_frame() -> usize {
+    0
+}
+
+/// The body of both entry points. Never inlined: `None` places the callee
+/// below this function's frame, which must be fixed while it runs.
+#[inline(never)]
+unsafe fn call<R, H, F>(top: Option<*mut u8>, hook: H, f: F) -> Result<R, Panic>
+where
+    H: FnOnce(&Panic),
+    F: FnOnce() -> R,
+{
+    hook::ensure_installed();
+    let mut rp = ResumePoint {
+        prev: state::resume_head(),
+        caller: Context::empty(),
+        panic: None,
+        quiet: state::quiet_depth(),
+    };
+    let rp_ptr = &raw mut rp;
+    let mut call = Call::<F, R> {
+        f: ManuallyDrop::new(f),
+        result: MaybeUninit::uninit(),
+        rp: rp_ptr,
+    };
+    state::set_resume_head(rp_ptr);
+
+    let top = match top {
+        Some(t) => t,
+        // Below everything this frame holds: locals live above the stack
+        // pointer, which stays put in the body of a function.
+        None => ((current_sp() - below_gap()) & !(STACK_ALIGN - 1)) as *mut u8,
+    };
+    // Nothing may run between init and the switch: init writes the callee's
+    // initial frame just below `top`, which in the `None` case is free stack
+    // below this frame that a call would use.
+    // SAFETY: the callee stack is valid per this function's contract; the
+    // entry receives `call`, which stays alive in this frame until the
+    // callee is done with it (it switches back here, after which nothing
+    // runs on its stack again).
+    let (_abandoned, how) = unsafe {
+        let callee = init(top, entry::<F, R>, (&raw mut call) as usize);
+        switch(callee, 0)
+    };
+    // `_abandoned` is the callee, suspended for good in its trampoline
+    // (returned) or in a callback boundary (unwound): nothing on its stack
+    // runs again.
+
+    if state::resume_head() != rp_ptr {
+        fatal(format_args!(
+            "resume point chain corrupted: returning from a call with a resume point \
+             that is not the innermost (was the unwind state swapped wrongly?)"
+        ));
+    }
+    state::set_resume_head(rp.prev);
+    debug_assert_eq!(
+        state::quiet_depth(),
+        rp.quiet,
+        "a quiet scope was abandoned by a callback's panic: \
+         a recover() in frames that a resume point skipped"
+    );
+
+    match how {
+        RETURNED => {
+            // SAFETY: the entry wrote the result before switching RETURNED.
+            Ok(unsafe { call.result.assume_init_read() })
+        }
+        PANICKED => {
+            let p = rp.panic.take().unwrap_or_else(|| {
+                fatal(format_args!(
+                    "resume point: resumed as panicked without a panic"
+                ))
+            });
+            hook(&p);
+            Err(p)
+        }
+        other => fatal(format_args!(
+            "resume point: resumed with an unknown value {other:#x}"
+        )),
+    }
+}
+
+/// The callee's entry, on the callee stack: records the suspended caller in
+/// the resume point, runs `f` under a catch, and switches back.
+///
+/// While `f` runs, this frame holds only raw pointers and the frames of the
+/// `catch` around `f` (no values with destructors: `f` has been moved into
+/// the call), so it may be abandoned.
+unsafe extern "C" fn entry<F: FnOnce() -> R, R>(arg: usize, from: Context, _value: usize) -> ! {
+    let call = arg as *mut Call<F, R>;
+    // SAFETY: `arg` is the `Call` in the suspended caller's frame, alive
+    // until we switch back; the caller touches it only after that.
+    let (rp, f) = unsafe {
+        let rp = (*call).rp;
+        (*rp).caller = from;
+        // `f` is taken exactly once, here; `call` never drops it.
+        (rp, ManuallyDrop::take(&mut (*call).f))
+    };
+    let how = match catch(false, f) {
+        Ok(r) => {
+            // SAFETY: as above; the result slot is written once.
+            unsafe { (*call).result.write(r) };
+            RETURNED
+        }
+        Err(p) => {
+            // SAFETY: as above.
+            unsafe { (*rp).panic = Some(p) };
+            PANICKED
+        }
+    };
+    // SAFETY: the caller is suspended in `call`, and only this switch or an
+    // unwind_to_resume_point (which abandons this frame) resumes it.
+    unsafe {
+        let caller = (*rp).caller.take();
+        let _ = switch(caller, how);
+    }
+    fatal(format_args!(
+        "a resume point's callee was resumed after it finished"
+    ))
+}
+
+/// Continues a panic caught at a callback's boundary in the Rust frame that
+/// made the call into C: switches to the innermost resume point's suspended
+/// caller with the panic, abandoning the current context (this frame, the
+/// callback's frames below the boundary, the C frames and the callee
+/// trampoline) without running anything in it.
+///
+/// With no resume point (a callback on a thread that no Rust caller is
+/// waiting on: a foreign thread) there is nowhere to go: the process aborts
+/// with `fatal: panic in a callback from C with no Rust caller to unwind
+/// to: MSG` and the panic's location.
+///
+/// Also fatal: calling this while a panic is unwinding on this thread (the
+/// unwinder's own frames would be abandoned mid-flight).
+///
+/// # Safety
+///
+/// Every frame between the innermost resume point's callee entry and this
+/// call must be a plain old frame now: no Rust value with a destructor may
+/// be live in them, nor in the caller of this function (move everything,
+/// the panic included, into this call). That holds at the top of an
+/// `extern "C"` callback whose body ran under a catch, which is what
+/// [`callback_boundary`] does.
+pub unsafe fn unwind_to_resume_point(panic: Panic) -> ! {
+    if std::thread::panicking() {
+        fatal(format_args!(
+            "unwind_to_resume_point while another panic is unwinding: {}",
+            describe(&panic)
+        ));
+    }
+    let rp = state::resume_head();
+    if rp.is_null() {
+        fatal(format_args!(
+            "panic in a callback from C with no Rust caller to unwind to: {}",
+            describe(&panic)
+        ));
+    }
+    // SAFETY: `rp` is the innermost live resume point of this execution
+    // (the chain's invariant); its caller is suspended in `call`.
+    let caller = unsafe { (*rp).caller.take() };
+    if caller.is_empty() {
+        fatal(format_args!(
+            "resume point has no suspended caller (unwound to twice?): {}",
+            describe(&panic)
+        ));
+    }
+    // SAFETY: as above. After the panic moves into the record, this frame
+    // owns nothing; the switch abandons it.
+    unsafe {
+        (*rp).panic = Some(panic);
+        let _ = switch(caller, PANICKED);
+    }
+    fatal(format_args!("an abandoned callback was resumed"))
+}
+
+/// Runs a callback's body: returns its value, or, when it panics, continues
+/// the panic at the innermost resume point ([`unwind_to_resume_point`]).
+///
+/// What an `extern "C"` function that C calls runs, at its top: the panic
+/// never reaches the C frames (it would abort the process: a panic cannot
+/// unwind out of an `extern "C"` function), and the Rust frames inside `f`
+/// are unwound normally, their destructors run, before the jump.
+///
+/// ```no_run
+/// use std::ffi::c_void;
+/// unsafe extern "C" fn on_event(arg: *mut c_void) {
+///     // SAFETY: C calls this from inside a call_with_resume_point, and
+///     // this frame holds nothing else.
+///     unsafe { gort_unwind::callback_boundary(|| handle(arg)) }
+/// }
+/// # fn handle(_: *mut c_void) {}
+/// ```
+///
+/// # Safety
+///
+/// As [`unwind_to_resume_point`]: on a panic, the frames between the
+/// innermost resume point and this call (the C frames, and the caller of
+/// this function, which must hold nothing with a destructor) are abandoned.
+pub unsafe fn callback_boundary<R>(f: impl FnOnce() -> R) -> R {
+    match catch(false, f) {
+        Ok(r) => r,
+        // SAFETY: forwarded from this function's contract; this frame holds
+        // nothing but the panic, which moves into the call.
+        Err(p) => unsafe { unwind_to_resume_point(p) },
+    }
+}
