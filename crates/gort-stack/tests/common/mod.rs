@@ -86,7 +86,9 @@ pub fn is_child(name: &str) -> bool {
 /// Natively that is `current_exe()`. A cross-compiled test binary runs under
 /// a runner (qemu-user, or the i686 dynamic loader), and exec of it from
 /// inside the runner fails with ENOEXEC unless binfmt_misc is set up (it is
-/// not on the CI machine), so the child goes through the same runner:
+/// not on the CI machine; qemu's emulated vfork cannot even report the
+/// error to posix_spawn, so the child just exits with status 127). The child
+/// therefore goes through the same runner:
 /// GORT_TEST_RUNNER (set by `cargo xtask test`), else cargo's
 /// CARGO_TARGET_<TRIPLE>_RUNNER for this target, which the test inherits
 /// from the cargo command line. Under a runner, argv[0] names the test
@@ -161,9 +163,16 @@ pub fn run_child(name: &str) -> Output {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Output {
+    let out = Output {
         status,
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
+    };
+    if out.status.code() == Some(127) && out.stdout.is_empty() {
+        panic!(
+            "could not execute {cmd:?} (exit status 127); a cross-compiled test \
+             needs its runner in GORT_TEST_RUNNER or CARGO_TARGET_<TRIPLE>_RUNNER"
+        );
     }
+    out
 }
