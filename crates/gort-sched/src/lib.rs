@@ -1,8 +1,29 @@
-//! The M/P/G scheduler after Go's proc.go (in progress: see docs/sched.md).
+//! The M/P/G scheduler after Go's proc.go.
 //!
-//! Built so far: the P-local run queue ([`runq`]).
+//! - G: a goroutine, with its own stack (gort-stack) and saved context
+//!   (gort-arch). [`go`] makes one; [`JoinHandle::join`] waits for it.
+//! - P: the right to run goroutines, with a local run queue ([`runq`]) of
+//!   256 slots plus `runnext`; the number of Ps is [`procs`] (GOMAXPROCS).
+//! - M: an OS thread. The thread that calls [`Runtime::run`] is M0; others
+//!   are started on demand when there is work and an idle P (`wakep`,
+//!   `startm`), and park on a futex when there is none (`stopm`).
+//!
+//! Status: the core loop (spawn, run queues, stealing, spinning Ms, park,
+//! ready, yield, join, shutdown that unwinds parked goroutines, deadlock
+//! detection) is built; lock_os_thread, set_procs, goroutine-local storage,
+//! syscalls, sysmon and timers are not yet. See docs/sched.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod g;
+mod note;
 pub mod runq;
+mod runtime;
+mod sched;
 mod sync;
+
+pub use g::{GRef, Status, WaitReason};
+pub use runtime::{
+    current, go, id, num_goroutines, park, procs, ready, run, yield_now, Builder, Error, GoBuilder,
+    JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
+};

@@ -1,0 +1,183 @@
+//! Goroutines: the G, its states and wait reasons.
+
+use crate::sched::{Sched, M};
+use gort_arch::Context;
+use gort_stack::Stack;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// A goroutine's state (Go's `_Grunnable`, `_Grunning`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// On a run queue, or about to be put on one.
+    Runnable = 1,
+    /// Running on an M.
+    Running = 2,
+    /// Parked, with a wait reason; someone else will make it runnable.
+    Waiting = 3,
+    /// Finished; the G is on a free list, to be reused.
+    Dead = 4,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Status {
+        match v {
+            1 => Status::Runnable,
+            2 => Status::Running,
+            3 => Status::Waiting,
+            _ => Status::Dead,
+        }
+    }
+}
+
+/// Why a goroutine is parked (Go's `waitReason`), shown in deadlock reports
+/// and goroutine dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Not waiting.
+    None,
+    /// In `JoinHandle::join`.
+    Join,
+    /// Receiving from a channel.
+    ChanReceive,
+    /// Sending on a channel.
+    ChanSend,
+    /// In `select!` with no ready arm.
+    Select,
+    /// Waiting for a `sync::Mutex`.
+    Mutex,
+    /// In `WaitGroup::wait`.
+    WaitGroup,
+    /// In `sleep`.
+    Sleep,
+    /// Parked by a layer above with its own reason.
+    Other(&'static str),
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            WaitReason::None => "none",
+            WaitReason::Join => "join",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::Select => "select",
+            WaitReason::Mutex => "sync.Mutex.Lock",
+            WaitReason::WaitGroup => "sync.WaitGroup.Wait",
+            WaitReason::Sleep => "sleep",
+            WaitReason::Other(s) => s,
+        };
+        f.write_str(s)
+    }
+}
+
+/// A goroutine.
+///
+/// Must hold:
+/// - A G is allocated once (boxed, owned by `Sched::allgs`) and never freed
+///   while its runtime lives; dead Gs are reused, so a `*mut G` stays valid.
+/// - `ctx` holds the suspended goroutine whenever it is not `Running`
+///   (written by the g0 that switched away from it, before anything can make
+///   it runnable again); it is empty while it runs.
+/// - `entry`, `stack` and `ctx` are touched only by the M that owns the G at
+///   that moment: the one running it, or the one that took it off a queue.
+/// - `m` is the M running the goroutine (set by `execute` before each
+///   switch to it); goroutine code reads it after every switch, never a
+///   value cached before one.
+pub(crate) struct G {
+    pub(crate) id: Cell<u64>,
+    status: AtomicU8,
+    pub(crate) ctx: UnsafeCell<Context>,
+    pub(crate) stack: UnsafeCell<Option<Stack>>,
+    pub(crate) entry: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    pub(crate) m: Cell<*mut M>,
+    pub(crate) sched: *const Sched,
+    pub(crate) wait_reason: Cell<WaitReason>,
+    /// Set at shutdown: the next (or current) park unwinds the goroutine.
+    pub(crate) cancel: AtomicBool,
+    /// The runtime's main goroutine: its exit ends `run`.
+    pub(crate) is_main: Cell<bool>,
+}
+
+// SAFETY: a G moves between threads by design; its non-atomic fields are
+// only touched by the single M that owns it at a time (see the invariants).
+unsafe impl Send for G {}
+// SAFETY: as above; fields shared between threads are atomics.
+unsafe impl Sync for G {}
+
+impl G {
+    pub(crate) fn new(sched: *const Sched) -> G {
+        G {
+            id: Cell::new(0),
+            status: AtomicU8::new(Status::Dead as u8),
+            ctx: UnsafeCell::new(Context::empty()),
+            stack: UnsafeCell::new(None),
+            entry: UnsafeCell::new(None),
+            m: Cell::new(std::ptr::null_mut()),
+            sched,
+            wait_reason: Cell::new(WaitReason::None),
+            cancel: AtomicBool::new(false),
+            is_main: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_status(&self, s: Status) {
+        self.status.store(s as u8, Ordering::Release);
+    }
+
+    /// Moves from `from` to `to` if the G is in `from`; only one of several
+    /// racing wakers wins.
+    pub(crate) fn try_cas_status(&self, from: Status, to: Status) -> bool {
+        self.status
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Moves from `from` to `to`; a fatal error if the G was not in `from`
+    /// (Go's `casgstatus` throws the same way).
+    pub(crate) fn cas_status(&self, from: Status, to: Status) {
+        if let Err(actual) =
+            self.status
+                .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+        {
+            crate::sched::fatal(&format!(
+                "goroutine {}: status {:?} -> {:?} but it was {:?}",
+                self.id.get(),
+                from,
+                to,
+                Status::from_u8(actual)
+            ));
+        }
+    }
+}
+
+/// A handle to a goroutine for the layers above (channels, mutexes):
+/// what `current_g` gives and `ready` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GRef(pub(crate) NonNull<G>);
+
+// SAFETY: a GRef is an address of a G that lives as long as its runtime;
+// handing it to another thread is how one goroutine wakes another.
+unsafe impl Send for GRef {}
+// SAFETY: as above.
+unsafe impl Sync for GRef {}
+
+impl GRef {
+    pub(crate) fn as_ptr(self) -> *mut G {
+        self.0.as_ptr()
+    }
+
+    /// The goroutine's id.
+    pub fn id(self) -> u64 {
+        // SAFETY: Gs live as long as their runtime, which outlives every
+        // GRef handed out (see Sched's invariants).
+        unsafe { (*self.as_ptr()).id.get() }
+    }
+}

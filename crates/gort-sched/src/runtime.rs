@@ -1,0 +1,527 @@
+//! The public face of the scheduler: `Runtime`, `run`, `go`, `JoinHandle`,
+//! `yield_now`, `id`, and `park`/`ready` for the layers above.
+
+use crate::g::{GRef, WaitReason, G};
+use crate::note::Note;
+use crate::sched::{current_g, switch_to_g0, Config, Ending, Request, Sched};
+use gort_stack::{StackConfig, StackPool};
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What can go wrong running a runtime.
+#[derive(Debug)]
+pub enum Error {
+    /// Every goroutine was blocked and nothing could wake one (Go's "all
+    /// goroutines are asleep - deadlock!"). `goroutines` lists each live
+    /// goroutine with its state and wait reason.
+    Deadlock {
+        /// One line per goroutine: id, state, wait reason.
+        goroutines: String,
+    },
+    /// A bad setting (procs 0, an unparsable `GORT_PROCS`, a stack size
+    /// too small).
+    Config(String),
+    /// The system refused a resource (threads, stack memory, mappings).
+    Resource(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Deadlock { goroutines } => {
+                write!(f, "all goroutines are asleep - deadlock!\n\n{goroutines}")
+            }
+            Error::Config(msg) => write!(f, "gort configuration: {msg}"),
+            Error::Resource(msg) => write!(f, "gort resource: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Smallest goroutine stack accepted by the builder.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// Configures a [`Runtime`].
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    procs: Option<usize>,
+    stack_size: Option<usize>,
+    external_wakers: bool,
+}
+
+impl Builder {
+    /// Number of Ps (GOMAXPROCS): how many goroutines run at once. Default:
+    /// `GORT_PROCS` from the environment, else the number of CPUs.
+    pub fn procs(mut self, n: usize) -> Self {
+        self.procs = Some(n);
+        self
+    }
+
+    /// Default stack size of goroutines, in bytes of address space (only
+    /// touched pages cost memory). Default 256 KiB.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Declares that goroutines may be woken from outside the runtime (by
+    /// plain threads holding channel ends, or by C threads that have not
+    /// called in yet), so that a moment when every goroutine is blocked is
+    /// not a deadlock. Off by default.
+    pub fn external_wakers(mut self, yes: bool) -> Self {
+        self.external_wakers = yes;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let procs = match self.procs {
+            Some(0) => return Err(Error::Config("procs must be at least 1, got 0".into())),
+            Some(n) => n,
+            None => procs_from_env()?,
+        };
+        let stack_size = self.stack_size.unwrap_or(StackConfig::DEFAULT_SIZE);
+        if stack_size < MIN_STACK_SIZE {
+            return Err(Error::Config(format!(
+                "stack_size must be at least {MIN_STACK_SIZE} bytes, got {stack_size}"
+            )));
+        }
+        Ok(Runtime {
+            procs,
+            stack_size,
+            external_wakers: self.external_wakers,
+        })
+    }
+}
+
+fn procs_from_env() -> Result<usize, Error> {
+    match std::env::var("GORT_PROCS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(0) | Err(_) => Err(Error::Config(format!(
+                "GORT_PROCS must be a number of at least 1, got {v:?}"
+            ))),
+            Ok(n) => Ok(n),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// A configured runtime: [`Runtime::run`] starts it on the calling thread.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    procs: usize,
+    stack_size: usize,
+    external_wakers: bool,
+}
+
+/// Runs `f` as the main goroutine of a fresh runtime with default settings
+/// and returns its value; a panic in `f` is resumed on the caller.
+pub fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    Runtime::builder().build()?.run(f)
+}
+
+impl Runtime {
+    /// A builder with default settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of Ps this runtime will run with.
+    pub fn procs(&self) -> usize {
+        self.procs
+    }
+
+    /// Runs `f` as the main goroutine (id 1) on a new scheduler whose first
+    /// M is the calling thread. Returns when the main goroutine returns,
+    /// after every other goroutine has exited or been unwound (goroutines
+    /// still parked then are unwound so their destructors run) and every
+    /// thread of the runtime has stopped. A panic in `f` is resumed here.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let stacks = StackPool::new(StackConfig {
+            size: self.stack_size,
+            ..StackConfig::default()
+        })
+        .map_err(|e| Error::Resource(e.to_string()))?;
+        gort_stack::overflow::install().map_err(|e| Error::Resource(e.to_string()))?;
+        let sched = Arc::new(Sched::new(
+            Config {
+                procs: self.procs,
+                stack_size: self.stack_size,
+                external_wakers: self.external_wakers,
+            },
+            stacks,
+        ));
+        let result: Arc<Mutex<Option<std::thread::Result<T>>>> = Arc::new(Mutex::new(None));
+        let slot = result.clone();
+        let saved = crate::sched::save_current();
+        let m0 = sched.start();
+        let main = move || {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        };
+        if let Err(e) = sched.spawn(Box::new(main), None, true) {
+            crate::sched::restore_current(saved);
+            return Err(Error::Resource(e.to_string()));
+        }
+        sched.schedule(m0);
+        sched.join_threads();
+        crate::sched::restore_current(saved);
+        let ending = sched.take_ending();
+        drop(sched);
+        if let Some(Ending::Deadlock(goroutines)) = ending {
+            return Err(Error::Deadlock { goroutines });
+        }
+        let outcome = result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("the main goroutine ended without a result");
+        match outcome {
+            Ok(v) => Ok(v),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+}
+
+/// Marker payload that unwinds a goroutine parked at shutdown; caught at
+/// the goroutine's entry, never reported as a panic.
+#[derive(Debug)]
+pub struct Shutdown;
+
+fn running_g(what: &str) -> *mut G {
+    let g = current_g();
+    if g.is_null() {
+        panic!("gort::{what} called outside a goroutine (from a plain thread or the scheduler)");
+    }
+    g
+}
+
+fn sched_of(g: *mut G) -> &'static Sched {
+    // SAFETY: a running G's Sched lives until every goroutine is gone; the
+    // 'static is confined to the call that made it.
+    unsafe { &*(*g).sched }
+}
+
+/// The goroutine running now, if this thread is running one.
+pub fn current() -> Option<GRef> {
+    std::ptr::NonNull::new(current_g()).map(GRef)
+}
+
+/// The current goroutine's id (the main goroutine is 1).
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn id() -> u64 {
+    let g = running_g("id");
+    // SAFETY: the running G is live.
+    unsafe { (*g).id.get() }
+}
+
+/// Number of live goroutines in the current runtime.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn num_goroutines() -> usize {
+    sched_of(running_g("num_goroutines")).num_goroutines()
+}
+
+/// Number of Ps of the current runtime (GOMAXPROCS).
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn procs() -> usize {
+    sched_of(running_g("procs")).procs()
+}
+
+/// Lets other goroutines run; this one goes to the back of its P's queue.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn yield_now() {
+    let g = running_g("yield_now");
+    let mut req = Request::Yield;
+    switch_to_g0(g, &mut req);
+    check_cancel(g);
+}
+
+/// Parks the current goroutine with `reason`. Once the goroutine is fully
+/// suspended, `unlock(g)` runs on the scheduler's stack: it typically
+/// publishes `g` where a waker will find it and releases a lock. If it
+/// returns false the park is called off and the goroutine continues at
+/// once. Returns when someone calls [`ready`] on it.
+///
+/// During shutdown the goroutine is unwound instead (payload [`Shutdown`]):
+/// keep wait registrations in guards whose `Drop` removes them. A park may
+/// also return when a stale waker from before a shutdown readies a reused
+/// goroutine; callers re-check their condition.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn park(reason: WaitReason, mut unlock: impl FnMut(GRef) -> bool) {
+    let g = running_g("park");
+    check_cancel(g);
+    // SAFETY: the running G is live and ours.
+    unsafe { (*g).wait_reason.set(reason) };
+    let mut req = Request::Park(&mut unlock);
+    switch_to_g0(g, &mut req);
+    check_cancel(g);
+}
+
+fn check_cancel(g: *mut G) {
+    // SAFETY: the running G is live.
+    let gr = unsafe { &*g };
+    if gr.cancel.load(Ordering::Acquire) && !std::thread::panicking() {
+        resume_unwind(Box::new(Shutdown));
+    }
+    if sched_of(g).is_shutting_down() && !std::thread::panicking() && !gr.is_main.get() {
+        gr.cancel.store(true, Ordering::Release);
+        resume_unwind(Box::new(Shutdown));
+    }
+}
+
+/// Makes a goroutine parked by [`park`] runnable again. Safe to call from
+/// any thread while the goroutine's runtime runs; a goroutine that is not
+/// parked is left alone.
+pub fn ready(g: GRef) {
+    // SAFETY: Gs live as long as their runtime (the caller's contract).
+    let sched = unsafe { &*(*g.as_ptr()).sched };
+    sched.ready(g);
+}
+
+// ---- go / JoinHandle ---------------------------------------------------------
+
+const RUNNING: usize = 0;
+const DONE: usize = 1;
+
+/// A parked joiner: a goroutine or a plain thread.
+struct Waiter {
+    g: Option<GRef>,
+    note: Note,
+}
+
+/// Must hold: `result` is written once, by the goroutine, before `state`
+/// becomes DONE (release), and read only by the one joiner after it sees
+/// DONE (acquire). `state` is RUNNING, DONE, or an `Arc<Waiter>` pointer
+/// owned by `state` until someone swaps or CASes it out.
+struct JoinInner<T> {
+    state: AtomicUsize,
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
+}
+
+// SAFETY: see the invariants: the result moves from one thread to another
+// through the release/acquire pair on `state`.
+unsafe impl<T: Send> Sync for JoinInner<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for JoinInner<T> {}
+
+impl<T> JoinInner<T> {
+    fn complete(&self, r: std::thread::Result<T>) {
+        // SAFETY: only the goroutine writes, once, before publishing DONE.
+        unsafe { *self.result.get() = Some(r) };
+        let prev = self.state.swap(DONE, Ordering::AcqRel);
+        if prev > DONE {
+            // SAFETY: a registered waiter's Arc is owned by `state`; the
+            // swap moved it to us.
+            let waiter = unsafe { Arc::from_raw(prev as *const Waiter) };
+            match waiter.g {
+                Some(g) => ready(g),
+                None => waiter.note.wake(),
+            }
+        }
+    }
+
+    fn take(&self) -> std::thread::Result<T> {
+        // SAFETY: DONE was observed with acquire; we are the only joiner.
+        unsafe { (*self.result.get()).take() }.expect("join result taken twice")
+    }
+
+    /// Registers `waiter`; false if the goroutine already finished.
+    fn register(&self, waiter: &Arc<Waiter>) -> bool {
+        let raw = Arc::into_raw(waiter.clone()) as usize;
+        if self
+            .state
+            .compare_exchange(RUNNING, raw, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return true;
+        }
+        // SAFETY: not published: take our clone back.
+        drop(unsafe { Arc::from_raw(raw as *const Waiter) });
+        false
+    }
+
+    /// Removes a registered waiter (a joiner that is being unwound).
+    fn unregister(&self, waiter: &Arc<Waiter>) {
+        let raw = Arc::as_ptr(waiter) as usize;
+        if self
+            .state
+            .compare_exchange(raw, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: we took the published clone back out of `state`.
+            drop(unsafe { Arc::from_raw(raw as *const Waiter) });
+        }
+    }
+}
+
+/// An owned permission to wait for a goroutine and take its result, like
+/// `std::thread::JoinHandle`.
+pub struct JoinHandle<T> {
+    inner: Arc<JoinInner<T>>,
+    id: u64,
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("goroutine", &self.id)
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the goroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Waits for the goroutine and returns its value, or its panic's
+    /// payload. From a goroutine this parks only the goroutine; from a plain
+    /// thread it blocks the thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        if self.inner.state.load(Ordering::Acquire) == DONE {
+            return self.inner.take();
+        }
+        match current() {
+            Some(g) => self.join_goroutine(g),
+            None => self.join_thread(),
+        }
+    }
+
+    fn join_goroutine(&self, g: GRef) -> std::thread::Result<T> {
+        let waiter = Arc::new(Waiter {
+            g: Some(g),
+            note: Note::new(),
+        });
+        struct Unregister<'a, T>(&'a JoinInner<T>, &'a Arc<Waiter>);
+        impl<T> Drop for Unregister<'_, T> {
+            fn drop(&mut self) {
+                self.0.unregister(self.1);
+            }
+        }
+        let _guard = Unregister(&self.inner, &waiter);
+        let mut registered = false;
+        loop {
+            // The check runs after the goroutine is marked waiting, so a
+            // completion after it readies us, and one before it calls the
+            // park off: no wakeup is lost.
+            park(WaitReason::Join, |_| {
+                if registered {
+                    self.inner.state.load(Ordering::Acquire) != DONE
+                } else {
+                    registered = self.inner.register(&waiter);
+                    registered
+                }
+            });
+            if self.inner.state.load(Ordering::Acquire) == DONE {
+                return self.inner.take();
+            }
+            // A spurious wakeup (see `park`): park again.
+        }
+    }
+
+    fn join_thread(&self) -> std::thread::Result<T> {
+        let waiter = Arc::new(Waiter {
+            g: None,
+            note: Note::new(),
+        });
+        if self.inner.register(&waiter) {
+            waiter.note.sleep();
+        }
+        self.inner.take()
+    }
+}
+
+/// Configures a goroutine before spawning it, like `std::thread::Builder`.
+#[derive(Clone, Debug, Default)]
+pub struct GoBuilder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl GoBuilder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A name, shown in dumps.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// This goroutine's stack size in bytes.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns `f` as a goroutine of the current runtime.
+    ///
+    /// # Panics
+    /// Outside a goroutine; or if no stack can be had (see the error).
+    pub fn spawn<T: Send + 'static>(
+        self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<JoinHandle<T>, Error> {
+        let g = running_g("go");
+        let sched = sched_of(g);
+        if let Some(size) = self.stack_size {
+            if size < MIN_STACK_SIZE {
+                return Err(Error::Config(format!(
+                    "stack_size must be at least {MIN_STACK_SIZE} bytes, got {size}"
+                )));
+            }
+        }
+        let inner = Arc::new(JoinInner {
+            state: AtomicUsize::new(RUNNING),
+            result: UnsafeCell::new(None),
+        });
+        let theirs = inner.clone();
+        let body = move || {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            theirs.complete(r);
+        };
+        let gref = sched
+            .spawn(Box::new(body), self.stack_size, false)
+            .map_err(|e| Error::Resource(e.to_string()))?;
+        Ok(JoinHandle {
+            inner,
+            id: gref.id(),
+        })
+    }
+}
+
+/// Spawns `f` as a new goroutine of the current runtime (Go's `go f()`).
+///
+/// # Panics
+/// Outside a goroutine, or when no stack memory can be had.
+pub fn go<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    match GoBuilder::new().spawn(f) {
+        Ok(h) => h,
+        Err(e) => panic!("gort::go: {e}"),
+    }
+}

@@ -1,0 +1,1003 @@
+//! P, M and the scheduler proper, after Go's proc.go: `schedule`,
+//! `findRunnable`, `execute`, `wakep`, `startm`, `stopm`, `acquirep`,
+//! `releasep`, `checkdead`.
+//!
+//! Who runs where:
+//! - g0 code (this file's loop) runs on an M's own thread stack. It picks a
+//!   G and switches to it with `gort_arch::switch`, passing the M; the
+//!   goroutine stores g0's suspended context in that M.
+//! - A goroutine comes back to g0 only through [`switch_to_g0`] with a
+//!   [`Request`] that lives on its own stack; g0 stores the goroutine's
+//!   suspended context in the G *before* acting on the request, so the G is
+//!   fully saved before anyone can make it runnable again (Go's `mcall`).
+
+use crate::g::{GRef, Status, WaitReason, G};
+use crate::note::Note;
+use crate::runq::{LocalQueue, Owner};
+use gort_arch::Context;
+use gort_stack::{StackCache, StackPool};
+use std::cell::{Cell, UnsafeCell};
+use std::collections::VecDeque;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A goroutine's request to its M's g0 (Go's `mcall(fn)`).
+pub(crate) enum Request<'a> {
+    /// Put me back on a run queue and run something else.
+    Yield,
+    /// I am parked: run `unlock(me)` off my stack; if it returns false, the
+    /// park is aborted and I run again at once.
+    Park(&'a mut dyn FnMut(GRef) -> bool),
+    /// I finished: free me.
+    Exit,
+}
+
+/// A processor: the right to run goroutines, with a local run queue and
+/// caches (Go's `p`).
+///
+/// Must hold: `owned` is touched only by the M that holds this P (`m`), or
+/// by anyone while the P is idle and under the scheduler lock. A P is
+/// always owned by exactly one of: an M that holds it, the idle list, or an
+/// M it is being handed to through `M::nextp` (seed 004: a P in transit
+/// has an owner).
+pub(crate) struct P {
+    /// Index in `allp`; shown in traces and dumps.
+    #[allow(dead_code)]
+    pub(crate) id: usize,
+    pub(crate) runq: LocalQueue<G>,
+    owned: UnsafeCell<POwned>,
+}
+
+struct POwned {
+    schedtick: u32,
+    gfree: Vec<*mut G>,
+    stacks: StackCache,
+}
+
+// SAFETY: see P's invariants: non-atomic parts are single-owner.
+unsafe impl Sync for P {}
+// SAFETY: as above.
+unsafe impl Send for P {}
+
+impl P {
+    /// # Safety
+    /// The caller holds this P (see P's invariants).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn owned(&self) -> &mut POwned {
+        // SAFETY: forwarded: the caller is the P's only owner now.
+        unsafe { &mut *self.owned.get() }
+    }
+
+    /// # Safety
+    /// The caller holds this P.
+    unsafe fn queue(&self) -> Owner<'_, G> {
+        // SAFETY: holding the P makes us the queue's only owner.
+        unsafe { self.runq.owner() }
+    }
+}
+
+/// An OS thread that runs goroutines (Go's `m`).
+///
+/// Must hold: fields other than `nextp` and `park` are touched only by the
+/// M's own thread (its g0 or the goroutine running on it). `nextp` is
+/// written by `startm` before `park` is woken, and read by this M after.
+pub(crate) struct M {
+    pub(crate) id: u64,
+    /// g0's suspended context while a goroutine runs on this M.
+    pub(crate) g0: Cell<Context>,
+    pub(crate) p: Cell<*mut P>,
+    nextp: AtomicPtr<P>,
+    spinning: Cell<bool>,
+    park: Note,
+    /// Go's `m.locks` (acquirem/releasem): while non-zero, switching to a
+    /// goroutine is a fatal error.
+    pub(crate) locks: Cell<u32>,
+    pub(crate) curg: Cell<*mut G>,
+    rng: Cell<u64>,
+}
+
+// SAFETY: see M's invariants; cross-thread fields are atomics or the note.
+unsafe impl Sync for M {}
+// SAFETY: as above.
+unsafe impl Send for M {}
+
+impl M {
+    fn new(id: u64) -> M {
+        M {
+            id,
+            g0: Cell::new(Context::empty()),
+            p: Cell::new(ptr::null_mut()),
+            nextp: AtomicPtr::new(ptr::null_mut()),
+            spinning: Cell::new(false),
+            park: Note::new(),
+            locks: Cell::new(0),
+            curg: Cell::new(ptr::null_mut()),
+            rng: Cell::new(0x2545_f491_4f6c_dd1d ^ (id.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+        }
+    }
+
+    fn fastrand(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        (x >> 32) as u32
+    }
+}
+
+/// The part of the scheduler protected by `Sched::lock` (Go's `sched.lock`).
+struct Locked {
+    /// Global run queue.
+    runq: VecDeque<GRef>,
+    /// Idle Ms, parked on their notes.
+    midle: Vec<*mut M>,
+    /// Idle Ps.
+    pidle: Vec<*mut P>,
+    /// Ms that exist or are being created: an M counts from the moment its
+    /// id is reserved, before its thread starts (seed 003).
+    mcount: usize,
+    /// Dead Gs beyond the per-P caches.
+    gfree: Vec<*mut G>,
+    /// Threads of the Ms this runtime started (not M0), joined at the end.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How `run` ended, decided by the main goroutine's exit or by checkdead.
+pub(crate) enum Ending {
+    /// The main goroutine returned or panicked.
+    MainExited,
+    /// Every goroutine was blocked with nothing to wake one.
+    Deadlock(String),
+}
+
+/// One runtime's scheduler state (Go's `schedt` plus `allp`, `allgs`).
+///
+/// Must hold: lives (in an Arc held by `Runtime::run`) until every M of the
+/// runtime has stopped; Gs, Ms and Ps are boxed, registered in `allgs`,
+/// `allm` and `allp`, and freed only when the Sched is dropped.
+// The Vecs hold Boxes on purpose: Gs, Ms and Ps are referred to by raw
+// pointer from queues and other threads, so their addresses must not move
+// when a Vec grows.
+#[allow(clippy::vec_box)]
+pub(crate) struct Sched {
+    lock: Mutex<Locked>,
+    allp: Vec<Box<P>>,
+    allgs: Mutex<Vec<Box<G>>>,
+    allm: Mutex<Vec<Box<M>>>,
+    gomaxprocs: usize,
+    npidle: AtomicUsize,
+    nmspinning: AtomicUsize,
+    runq_len: AtomicUsize,
+    goid: AtomicU64,
+    ngoroutines: AtomicUsize,
+    shutdown: AtomicBool,
+    ending: Mutex<Option<Ending>>,
+    pub(crate) stacks: StackPool,
+    pub(crate) default_stack_size: usize,
+    /// Set by the builder: goroutines may be woken from outside the runtime
+    /// (plain threads, C threads not yet bound), so checkdead stays quiet.
+    external_wakers: bool,
+}
+
+// SAFETY: raw pointers inside point to boxed Gs/Ms/Ps owned by this Sched;
+// all shared mutation goes through the lock or atomics.
+unsafe impl Send for Sched {}
+// SAFETY: as above.
+unsafe impl Sync for Sched {}
+
+thread_local! {
+    static CURRENT_G: Cell<*mut G> = const { Cell::new(ptr::null_mut()) };
+    static CURRENT_M: Cell<*mut M> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The goroutine running on this thread, or null on a plain thread or g0.
+/// Not inlined: goroutines migrate between threads, so the thread-local's
+/// address must be computed afresh at every call, never cached by the
+/// compiler across a switch.
+#[inline(never)]
+pub(crate) fn current_g() -> *mut G {
+    CURRENT_G.with(|c| c.get())
+}
+
+/// The thread's (G, M) pair, saved by `run` before the calling thread
+/// becomes M0 of a new runtime, and put back after.
+#[inline(never)]
+pub(crate) fn save_current() -> (*mut G, *mut M) {
+    (CURRENT_G.with(|c| c.get()), CURRENT_M.with(|c| c.get()))
+}
+
+#[inline(never)]
+pub(crate) fn restore_current(saved: (*mut G, *mut M)) {
+    set_current(saved.0, saved.1);
+}
+
+#[inline(never)]
+fn set_current(g: *mut G, m: *mut M) {
+    CURRENT_G.with(|c| c.set(g));
+    CURRENT_M.with(|c| c.set(m));
+}
+
+/// Go's `throw`: an invariant is broken; print and abort.
+pub(crate) fn fatal(msg: &str) -> ! {
+    eprintln!("fatal error: gort: {msg}");
+    std::process::abort()
+}
+
+pub(crate) struct Config {
+    pub(crate) procs: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) external_wakers: bool,
+}
+
+impl Sched {
+    pub(crate) fn new(config: Config, stacks: StackPool) -> Sched {
+        let allp: Vec<Box<P>> = (0..config.procs)
+            .map(|id| {
+                Box::new(P {
+                    id,
+                    runq: LocalQueue::new(),
+                    owned: UnsafeCell::new(POwned {
+                        schedtick: 0,
+                        gfree: Vec::new(),
+                        stacks: StackCache::new(),
+                    }),
+                })
+            })
+            .collect();
+        Sched {
+            lock: Mutex::new(Locked {
+                runq: VecDeque::new(),
+                midle: Vec::new(),
+                pidle: Vec::new(),
+                mcount: 0,
+                gfree: Vec::new(),
+                threads: Vec::new(),
+            }),
+            allp,
+            allgs: Mutex::new(Vec::new()),
+            allm: Mutex::new(Vec::new()),
+            gomaxprocs: config.procs,
+            npidle: AtomicUsize::new(0),
+            nmspinning: AtomicUsize::new(0),
+            runq_len: AtomicUsize::new(0),
+            goid: AtomicU64::new(0),
+            ngoroutines: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            ending: Mutex::new(None),
+            stacks,
+            default_stack_size: config.stack_size,
+            external_wakers: config.external_wakers,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn procs(&self) -> usize {
+        self.gomaxprocs
+    }
+
+    pub(crate) fn num_goroutines(&self) -> usize {
+        self.ngoroutines.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn take_ending(&self) -> Option<Ending> {
+        self.ending.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Makes M0 for the calling thread, holding P 0, with every other P
+    /// idle. Returns M0.
+    pub(crate) fn start(&self) -> *mut M {
+        let m0 = self.new_m_struct();
+        let mut l = self.lock();
+        l.mcount = 1;
+        for p in self.allp[1..].iter().rev() {
+            l.pidle.push(&**p as *const P as *mut P);
+        }
+        self.npidle.store(self.allp.len() - 1, Ordering::Release);
+        drop(l);
+        // SAFETY: m0 was just made; P 0 is owned by nobody yet.
+        unsafe { (*m0).p.set(&*self.allp[0] as *const P as *mut P) };
+        m0
+    }
+
+    fn new_m_struct(&self) -> *mut M {
+        let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = Box::new(M::new(allm.len() as u64));
+        let ptr: *mut M = &mut *m;
+        allm.push(m);
+        ptr
+    }
+
+    // ---- goroutine creation --------------------------------------------
+
+    /// Go's `newproc`: makes a runnable G for `f` and queues it on the
+    /// current P (runnext) or, from outside the runtime, on the global queue.
+    pub(crate) fn spawn(
+        &self,
+        f: Box<dyn FnOnce() + Send>,
+        stack_size: Option<usize>,
+        is_main: bool,
+    ) -> Result<GRef, gort_stack::StackError> {
+        let cur_m = current_m_of(self);
+        let g = self.new_g(cur_m, f, stack_size)?;
+        // SAFETY: g was just made and is owned by us.
+        unsafe { (*g.as_ptr()).is_main.set(is_main) };
+        self.ngoroutines.fetch_add(1, Ordering::AcqRel);
+        self.make_runnable(cur_m, g, true);
+        Ok(g)
+    }
+
+    fn new_g(
+        &self,
+        cur_m: *mut M,
+        f: Box<dyn FnOnce() + Send>,
+        stack_size: Option<usize>,
+    ) -> Result<GRef, gort_stack::StackError> {
+        let size = stack_size.unwrap_or(self.default_stack_size);
+        let pooled = size == self.stacks.stack_size();
+        let p = if cur_m.is_null() {
+            ptr::null_mut()
+        } else {
+            // SAFETY: cur_m is the M running this code.
+            unsafe { (*cur_m).p.get() }
+        };
+        // A dead G: the P's cache, then the global list, then a new one.
+        let mut g: *mut G = ptr::null_mut();
+        if !p.is_null() {
+            // SAFETY: we hold p (it is our M's P).
+            g = unsafe { (*p).owned().gfree.pop() }.unwrap_or(ptr::null_mut());
+        }
+        if g.is_null() {
+            g = self.lock().gfree.pop().unwrap_or(ptr::null_mut());
+        }
+        if g.is_null() {
+            let mut boxed = Box::new(G::new(self));
+            g = &mut *boxed;
+            self.allgs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(boxed);
+        }
+        // SAFETY: g is dead and now exclusively ours.
+        let gr = unsafe { &*g };
+        // Reuse the G's stack when it has the right size.
+        // SAFETY: as above.
+        let stack_slot = unsafe { &mut *gr.stack.get() };
+        if stack_slot.as_ref().is_some_and(|s| s.size() != size) {
+            let old = stack_slot.take().expect("checked");
+            if self.stacks.accepts(&old) {
+                self.stacks.put(old);
+            }
+        }
+        if stack_slot.is_none() {
+            let stack = if pooled && !p.is_null() {
+                // SAFETY: we hold p.
+                unsafe { (*p).owned().stacks.get(&self.stacks)? }
+            } else if pooled {
+                self.stacks.get()?
+            } else {
+                gort_stack::Stack::new(gort_stack::StackConfig {
+                    size,
+                    ..Default::default()
+                })?
+            };
+            *stack_slot = Some(stack);
+        }
+        let top = stack_slot.as_ref().expect("set above").top();
+        gr.id.set(self.goid.fetch_add(1, Ordering::Relaxed) + 1);
+        gr.cancel.store(false, Ordering::Relaxed);
+        gr.wait_reason.set(WaitReason::None);
+        // SAFETY: exclusively ours (dead G).
+        unsafe { *gr.entry.get() = Some(f) };
+        // SAFETY: the stack is owned by the G and outlives the context.
+        unsafe { *gr.ctx.get() = gort_arch::init(top, goroutine_entry, g as usize) };
+        gr.set_status(Status::Runnable);
+        // SAFETY: g is non-null.
+        Ok(GRef(unsafe { NonNull::new_unchecked(g) }))
+    }
+
+    // ---- run queues ------------------------------------------------------
+
+    /// Queues a runnable G: on the current M's P when there is one (in
+    /// runnext when `next`), else on the global queue; then wakes an idle P
+    /// if one is free (Go's `ready` and `newproc` tail).
+    fn make_runnable(&self, cur_m: *mut M, g: GRef, next: bool) {
+        let p = if cur_m.is_null() {
+            ptr::null_mut()
+        } else {
+            // SAFETY: cur_m is the M running this code.
+            unsafe { (*cur_m).p.get() }
+        };
+        if p.is_null() {
+            self.global_put(g);
+        } else {
+            // SAFETY: our M holds p.
+            let q = unsafe { (*p).queue() };
+            if let Err(overflow) = q.push(g.0, next) {
+                let mut l = self.lock();
+                for item in overflow.items() {
+                    l.runq.push_back(GRef(item));
+                }
+                self.runq_len.store(l.runq.len(), Ordering::Release);
+            }
+        }
+        self.wakep();
+    }
+
+    fn global_put(&self, g: GRef) {
+        let mut l = self.lock();
+        l.runq.push_back(g);
+        self.runq_len.store(l.runq.len(), Ordering::Release);
+    }
+
+    /// Go's `globrunqget`: takes a batch from the global queue onto `p`'s
+    /// local queue and returns one G. Called with the lock held.
+    fn global_get(&self, l: &mut Locked, p: *mut P, max: usize) -> Option<GRef> {
+        if l.runq.is_empty() {
+            return None;
+        }
+        let mut n = (l.runq.len() / self.gomaxprocs + 1).min(l.runq.len());
+        if max > 0 {
+            n = n.min(max);
+        }
+        n = n.min(crate::runq::LOCAL_QUEUE_LEN / 2);
+        let first = l.runq.pop_front();
+        // SAFETY: the caller's M holds p.
+        let q = unsafe { (*p).queue() };
+        for _ in 1..n {
+            let g = l.runq.pop_front().expect("n <= len");
+            if let Err(overflow) = q.push(g.0, false) {
+                // Cannot happen with n <= half the ring on a queue we just
+                // found empty, but stay correct if it does.
+                for item in overflow.items() {
+                    l.runq.push_back(GRef(item));
+                }
+                break;
+            }
+        }
+        self.runq_len.store(l.runq.len(), Ordering::Release);
+        first
+    }
+
+    // ---- ready / park ------------------------------------------------------
+
+    /// Go's `ready`: makes a waiting G runnable. A G that is not waiting
+    /// (already readied, e.g. by shutdown's cancel) is left alone.
+    pub(crate) fn ready(&self, g: GRef) {
+        // SAFETY: Gs live as long as the Sched.
+        let gr = unsafe { &*g.as_ptr() };
+        if !gr.try_cas_status(Status::Waiting, Status::Runnable) {
+            return;
+        }
+        gr.wait_reason.set(WaitReason::None);
+        self.make_runnable(current_m_of(self), g, true);
+    }
+
+    // ---- spinning Ms -------------------------------------------------------
+
+    /// Go's `wakep`: if there is an idle P and no spinning M, start one
+    /// spinning M to look for the work just made.
+    pub(crate) fn wakep(&self) {
+        if self.npidle.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if self.nmspinning.load(Ordering::Acquire) != 0
+            || self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let mut l = self.lock();
+        let Some(p) = self.pidle_get(&mut l) else {
+            self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        // The P is in transit from the idle list to the M we start: startm
+        // owns it until the M takes it (seed 004).
+        self.startm(l, p, true);
+    }
+
+    fn pidle_get(&self, l: &mut Locked) -> Option<*mut P> {
+        let p = l.pidle.pop()?;
+        self.npidle.fetch_sub(1, Ordering::AcqRel);
+        Some(p)
+    }
+
+    fn pidle_put(&self, l: &mut Locked, p: *mut P) {
+        l.pidle.push(p);
+        self.npidle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Go's `startm`: hands `p` to an idle M, or to a new one. Called with
+    /// the lock held (seed 003); a new M is counted in `mcount` before the
+    /// lock drops, so checkdead never sees "no M running" while one starts.
+    fn startm(&self, mut l: MutexGuard<'_, Locked>, p: *mut P, spinning: bool) {
+        if let Some(m) = l.midle.pop() {
+            drop(l);
+            // SAFETY: m is idle (parked on its note): nobody else touches
+            // nextp until it runs; Ms live as long as the Sched.
+            let mr = unsafe { &*m };
+            if spinning {
+                // Read by the M itself after it wakes.
+                mr.spinning.set(true);
+            }
+            mr.nextp.store(p, Ordering::Release);
+            mr.park.wake();
+            return;
+        }
+        l.mcount += 1;
+        let m = self.new_m_struct();
+        // SAFETY: m was just made; its thread does not exist yet.
+        let mr = unsafe { &*m };
+        mr.spinning.set(spinning);
+        mr.nextp.store(p, Ordering::Release);
+        let sched_addr = self as *const Sched as usize;
+        let m_addr = m as usize;
+        let spawned = std::thread::Builder::new()
+            .name(format!("gort-m{}", mr.id))
+            .spawn(move || {
+                // SAFETY: the Sched outlives all its Ms (run joins them).
+                let sched = unsafe { &*(sched_addr as *const Sched) };
+                sched.mstart(m_addr as *mut M);
+            });
+        match spawned {
+            Ok(handle) => l.threads.push(handle),
+            Err(e) => fatal(&format!("cannot start an M thread: {e}")),
+        }
+    }
+
+    /// Entry of a new M's thread (Go's `mstart`).
+    fn mstart(&self, m: *mut M) {
+        // SAFETY: this thread is m.
+        let mr = unsafe { &*m };
+        // Every thread that runs goroutines needs the overflow handler's
+        // alternate signal stack.
+        if let Err(e) = gort_stack::overflow::install() {
+            fatal(&format!(
+                "M{}: cannot install the stack overflow handler: {e}",
+                mr.id
+            ));
+        }
+        let p = mr.nextp.swap(ptr::null_mut(), Ordering::Acquire);
+        mr.p.set(p);
+        self.schedule(m);
+    }
+
+    // ---- the loop -----------------------------------------------------------
+
+    /// Go's `schedule`: finds a runnable G and runs it, forever, until the
+    /// runtime shuts down and no goroutine is left. Runs on g0.
+    pub(crate) fn schedule(&self, m: *mut M) {
+        // SAFETY: m is the M of this thread.
+        let mr = unsafe { &*m };
+        loop {
+            if mr.locks.get() != 0 {
+                fatal("schedule: holding locks (acquirem)");
+            }
+            let Some((g, inherit)) = self.find_runnable(m) else {
+                break;
+            };
+            if mr.spinning.get() {
+                self.reset_spinning(mr);
+            }
+            self.execute(m, g, inherit);
+        }
+        set_current(ptr::null_mut(), ptr::null_mut());
+    }
+
+    /// Go's `resetspinning`: the last spinner to find work wakes another.
+    fn reset_spinning(&self, mr: &M) {
+        mr.spinning.set(false);
+        let prev = self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+        if prev == 0 {
+            fatal("resetspinning: negative nmspinning");
+        }
+        if prev == 1 {
+            self.wakep();
+        }
+    }
+
+    /// Go's `findRunnable`: local queue (global every 61 ticks), global
+    /// queue, stealing; otherwise gives up the P and parks the M. Returns
+    /// None when the M should exit (shutdown, no goroutines left).
+    fn find_runnable(&self, m: *mut M) -> Option<(GRef, bool)> {
+        // SAFETY: m is the M of this thread.
+        let mr = unsafe { &*m };
+        'top: loop {
+            let p = mr.p.get();
+            if p.is_null() {
+                fatal("findRunnable: M without a P");
+            }
+            // SAFETY: our M holds p.
+            let owned = unsafe { (*p).owned() };
+            if self.shutdown.load(Ordering::Acquire)
+                && self.ngoroutines.load(Ordering::Acquire) == 0
+            {
+                self.release_for_exit(mr);
+                return None;
+            }
+            // Fairness: every 61st tick, look at the global queue first.
+            if owned.schedtick % 61 == 0 && self.runq_len.load(Ordering::Acquire) > 0 {
+                let mut l = self.lock();
+                if let Some(g) = self.global_get(&mut l, p, 1) {
+                    return Some((g, false));
+                }
+            }
+            // SAFETY: our M holds p.
+            if let Some((g, inherit)) = unsafe { (*p).queue() }.pop() {
+                return Some((GRef(g), inherit));
+            }
+            if self.runq_len.load(Ordering::Acquire) > 0 {
+                let mut l = self.lock();
+                if let Some(g) = self.global_get(&mut l, p, 0) {
+                    return Some((g, false));
+                }
+            }
+            // Spin: steal, but keep the number of spinning Ms at most half
+            // the busy Ps, so that idle Ms do not burn CPU (Go's limit).
+            let busy = self.gomaxprocs - self.npidle.load(Ordering::Acquire);
+            if mr.spinning.get() || 2 * self.nmspinning.load(Ordering::Acquire) < busy {
+                if !mr.spinning.get() {
+                    mr.spinning.set(true);
+                    self.nmspinning.fetch_add(1, Ordering::AcqRel);
+                }
+                if let Some(g) = self.steal_work(mr, p) {
+                    return Some((g, false));
+                }
+            }
+            // Nothing found: give up the P (Go's "delicate dance").
+            let mut l = self.lock();
+            if let Some(g) = self.global_get(&mut l, p, 0) {
+                return Some((g, false));
+            }
+            mr.p.set(ptr::null_mut());
+            self.pidle_put(&mut l, p);
+            drop(l);
+            let was_spinning = mr.spinning.get();
+            if was_spinning {
+                mr.spinning.set(false);
+                if self.nmspinning.fetch_sub(1, Ordering::AcqRel) == 0 {
+                    fatal("findRunnable: negative nmspinning");
+                }
+                // Work may have been queued after we looked but before we
+                // stopped counting as spinning: whoever queued it saw us
+                // spinning and did not wake anyone. Look again.
+                let victim_has_work = self.allp.iter().any(|pp| !pp.runq.is_empty());
+                if victim_has_work || self.runq_len.load(Ordering::Acquire) > 0 {
+                    let mut l = self.lock();
+                    if let Some(p2) = self.pidle_get(&mut l) {
+                        drop(l);
+                        mr.p.set(p2);
+                        mr.spinning.set(true);
+                        self.nmspinning.fetch_add(1, Ordering::AcqRel);
+                        continue 'top;
+                    }
+                }
+            }
+            if !self.stopm(m) {
+                return None;
+            }
+        }
+    }
+
+    /// Steals from the other Ps in random order, four rounds, the last one
+    /// also taking `runnext` (Go's `stealWork`).
+    fn steal_work(&self, mr: &M, p: *mut P) -> Option<GRef> {
+        let n = self.allp.len();
+        if n == 1 {
+            return None;
+        }
+        // SAFETY: our M holds p.
+        let mine = unsafe { (*p).queue() };
+        for round in 0..4 {
+            let last = round == 3;
+            let start = mr.fastrand() as usize % n;
+            for i in 0..n {
+                let victim = &*self.allp[(start + i) % n];
+                if ptr::eq(victim, p) || victim.runq.is_empty() {
+                    continue;
+                }
+                if let Some(g) = mine.steal_from(&victim.runq, last, &mut std::thread::yield_now) {
+                    return Some(GRef(g));
+                }
+            }
+        }
+        None
+    }
+
+    /// Go's `stopm`: parks this M (it has no P) until `startm` hands it
+    /// one. Returns false if the M should exit instead.
+    fn stopm(&self, m: *mut M) -> bool {
+        // SAFETY: m is the M of this thread.
+        let mr = unsafe { &*m };
+        let mut l = self.lock();
+        if self.shutdown.load(Ordering::Acquire) && self.ngoroutines.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        mr.park.clear();
+        l.midle.push(m);
+        if let Some(dump) = self.checkdead(&l) {
+            // Every M is idle and every goroutine blocked: report, then
+            // unwind the goroutines so that `run` can return.
+            l.midle.pop();
+            let p = self
+                .pidle_get(&mut l)
+                .expect("all Ps are idle when all Ms are");
+            drop(l);
+            mr.p.set(p);
+            self.set_ending(Ending::Deadlock(dump));
+            self.begin_shutdown();
+            return true;
+        }
+        drop(l);
+        mr.park.sleep();
+        let p = mr.nextp.swap(ptr::null_mut(), Ordering::Acquire);
+        if p.is_null() {
+            // Woken without a P: shutdown with no goroutines left.
+            return false;
+        }
+        mr.p.set(p);
+        true
+    }
+
+    fn release_for_exit(&self, mr: &M) {
+        let p = mr.p.replace(ptr::null_mut());
+        if !p.is_null() {
+            let mut l = self.lock();
+            // SAFETY: we hold p until it goes back to the idle list here.
+            let owned = unsafe { (*p).owned() };
+            owned.stacks.flush(&self.stacks);
+            self.pidle_put(&mut l, p);
+        }
+        if mr.spinning.replace(false) {
+            self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Go's `checkdead`, called with the lock held when an M goes idle:
+    /// if every M is idle (an M being started counts as running, seed 003)
+    /// and goroutines exist, nothing can ever wake them.
+    fn checkdead(&self, l: &Locked) -> Option<String> {
+        if self.external_wakers || self.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        if l.midle.len() < l.mcount {
+            return None;
+        }
+        if self.ngoroutines.load(Ordering::Acquire) == 0 || !l.runq.is_empty() {
+            return None;
+        }
+        if self.allp.iter().any(|p| !p.runq.is_empty()) {
+            return None;
+        }
+        Some(self.dump())
+    }
+
+    /// One line per live goroutine: id, state, wait reason.
+    pub(crate) fn dump(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+        for g in allgs.iter() {
+            let status = g.status();
+            if status == Status::Dead {
+                continue;
+            }
+            let _ = write!(out, "goroutine {} [{:?}", g.id.get(), status);
+            if status == Status::Waiting {
+                let _ = write!(out, ": {}", g.wait_reason.get());
+            }
+            let _ = writeln!(out, "]{}", if g.is_main.get() { " (main)" } else { "" });
+        }
+        out
+    }
+
+    fn set_ending(&self, ending: Ending) {
+        let mut e = self.ending.lock().unwrap_or_else(|e| e.into_inner());
+        if e.is_none() {
+            *e = Some(ending);
+        }
+    }
+
+    /// Starts shutdown: every parked goroutine is made runnable with its
+    /// cancel flag set, so that its park unwinds it (destructors run).
+    fn begin_shutdown(&self) {
+        if self.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiting: Vec<GRef> = {
+            let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+            allgs
+                .iter()
+                .filter(|g| g.status() == Status::Waiting)
+                .map(|g| {
+                    g.cancel.store(true, Ordering::Release);
+                    // SAFETY: boxed G, non-null.
+                    GRef(unsafe { NonNull::new_unchecked(&**g as *const G as *mut G) })
+                })
+                .collect()
+        };
+        for g in waiting {
+            self.ready(g);
+        }
+        // Goroutines that park from now on see `shutdown` and are unwound
+        // at once (see `park`).
+    }
+
+    /// Wakes every idle M so that it notices the end of the run.
+    fn wake_all_idle(&self) {
+        let idle: Vec<*mut M> = std::mem::take(&mut self.lock().midle);
+        for m in idle {
+            // SAFETY: idle Ms are parked on their notes; nextp stays null so
+            // they exit.
+            unsafe { (*m).park.wake() };
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Joins the threads of every M but M0 (called by `run` on M0 after its
+    /// own schedule loop ended).
+    pub(crate) fn join_threads(&self) {
+        loop {
+            self.wake_all_idle();
+            let threads = std::mem::take(&mut self.lock().threads);
+            if threads.is_empty() {
+                break;
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Go's `execute`: runs g on this M until it comes back to g0, then acts
+    /// on its request.
+    fn execute(&self, m: *mut M, g: GRef, inherit: bool) {
+        // SAFETY: m is this thread's M and holds a P.
+        let mr = unsafe { &*m };
+        let mut inherit = inherit;
+        loop {
+            // SAFETY: g came off a run queue: this M owns it now.
+            let gr = unsafe { &*g.as_ptr() };
+            if !inherit {
+                // SAFETY: our M holds its P.
+                let owned = unsafe { (*mr.p.get()).owned() };
+                owned.schedtick = owned.schedtick.wrapping_add(1);
+            }
+            gr.cas_status(Status::Runnable, Status::Running);
+            gr.m.set(m);
+            mr.curg.set(g.as_ptr());
+            set_current(g.as_ptr(), m);
+            // SAFETY: the G's stack is live while it runs.
+            if let Some(stack) = unsafe { &*gr.stack.get() } {
+                gort_stack::set_running_stack(gr.id.get(), stack);
+            }
+            // SAFETY: a runnable G's ctx holds its suspended context; the
+            // switch hands g0's context to the goroutine, which keeps it in
+            // `m.g0`.
+            let (gctx, req) = unsafe { gort_arch::switch((*gr.ctx.get()).take(), m as usize) };
+            // Back on g0. Save the goroutine before anything else can see it.
+            // SAFETY: the G is suspended; we are its owner.
+            unsafe { *gr.ctx.get() = gctx };
+            gort_stack::clear_running_stack();
+            set_current(ptr::null_mut(), m);
+            mr.curg.set(ptr::null_mut());
+            // SAFETY: the goroutine passed a pointer to a Request on its own
+            // stack, which stays valid while it is suspended; we read it
+            // before making the G runnable again.
+            let req = unsafe { &mut *(req as *mut Request<'_>) };
+            match req {
+                Request::Yield => {
+                    gr.cas_status(Status::Running, Status::Runnable);
+                    // Unlike Go's Gosched (global queue), yield goes to the
+                    // tail of the local queue: same fairness on this P,
+                    // stealable by others, and no lock.
+                    self.make_runnable(m, g, false);
+                    return;
+                }
+                Request::Park(unlock) => {
+                    gr.cas_status(Status::Running, Status::Waiting);
+                    if unlock(g) {
+                        return;
+                    }
+                    // The park was aborted: run it again at once, like
+                    // Go's park_m does when waitunlockf returns false.
+                    gr.cas_status(Status::Waiting, Status::Runnable);
+                    gr.wait_reason.set(WaitReason::None);
+                    inherit = true;
+                    continue;
+                }
+                Request::Exit => {
+                    self.gdestroy(mr, gr);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Go's `goexit0`: the G is dead; keep it (and its stack) for reuse.
+    fn gdestroy(&self, mr: &M, gr: &G) {
+        gr.cas_status(Status::Running, Status::Dead);
+        let is_main = gr.is_main.replace(false);
+        let p = mr.p.get();
+        // SAFETY: our M holds p.
+        let owned = unsafe { (*p).owned() };
+        let gp = gr as *const G as *mut G;
+        if owned.gfree.len() < 64 {
+            owned.gfree.push(gp);
+        } else {
+            self.lock().gfree.push(gp);
+        }
+        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
+        if is_main {
+            self.set_ending(Ending::MainExited);
+            self.begin_shutdown();
+        }
+        if left == 0 && self.shutdown.load(Ordering::Acquire) {
+            self.wake_all_idle();
+        }
+    }
+}
+
+/// The M running this thread if it belongs to `sched`, else null.
+fn current_m_of(sched: &Sched) -> *mut M {
+    let m = CURRENT_M.with(|c| c.get());
+    if m.is_null() {
+        return m;
+    }
+    let g = current_g();
+    if !g.is_null() {
+        // SAFETY: a running G lives as long as its Sched.
+        if !ptr::eq(unsafe { (*g).sched }, sched) {
+            return ptr::null_mut();
+        }
+    } else {
+        // g0 code of some runtime: only ours calls into us from g0.
+        let _ = sched;
+    }
+    m
+}
+
+/// Switches from the running goroutine to its M's g0 with `req` (Go's
+/// `mcall`). Returns when some M runs the goroutine again.
+pub(crate) fn switch_to_g0(g: *mut G, req: &mut Request<'_>) {
+    // SAFETY: g is the running goroutine; its M is the one that switched to
+    // it last (execute sets g.m before every switch).
+    unsafe {
+        let m = (*g).m.get();
+        if (*m).locks.get() != 0 {
+            fatal("goroutine switch while holding an M lock (acquirem)");
+        }
+        let g0 = (*m).g0.take();
+        let (g0_back, new_m) = gort_arch::switch(g0, req as *mut Request<'_> as usize);
+        // Resumed, possibly on another M: the value is that M.
+        let new_m = new_m as *mut M;
+        (*new_m).g0.set(g0_back);
+    }
+}
+
+/// The first frame of every goroutine (gort_arch entry): keeps g0's
+/// context, runs the goroutine's closure, and exits to g0.
+unsafe extern "C" fn goroutine_entry(arg: usize, g0: Context, m: usize) -> ! {
+    let g = arg as *mut G;
+    // SAFETY: execute passed its M and the G it switched to.
+    unsafe {
+        (*(m as *mut M)).g0.set(g0);
+        let f = (*(*g).entry.get()).take().expect("goroutine without entry");
+        // The closure catches its own panics (see Runtime::spawn); anything
+        // escaping here would abort, being an extern "C" frame.
+        f();
+        let mut req = Request::Exit;
+        switch_to_g0(g, &mut req);
+    }
+    fatal("a dead goroutine was resumed")
+}

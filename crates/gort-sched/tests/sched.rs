@@ -1,0 +1,371 @@
+//! The scheduler core: spawning and joining across Ps, yield, park/ready,
+//! panics, deadlock detection (true and false), shutdown unwinding parked
+//! goroutines. All three targets; counts scaled under qemu.
+
+#![cfg(not(loom))]
+
+use gort_sched::{
+    current, go, id, num_goroutines, park, procs, ready, yield_now, Error, GRef, Runtime,
+    WaitReason,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn under_qemu() -> bool {
+    std::env::var_os("GORT_UNDER_QEMU").is_some()
+}
+
+/// A flag plus the goroutine parked waiting for it.
+type Slot = Mutex<(bool, Option<GRef>)>;
+
+fn rt(procs: usize) -> Runtime {
+    Runtime::builder().procs(procs).build().unwrap()
+}
+
+#[test]
+fn run_returns_the_main_goroutines_value_and_main_is_goroutine_1() {
+    let (v, main_id, p) = rt(2).run(|| (40 + 2, id(), procs())).unwrap();
+    assert_eq!((v, main_id, p), (42, 1, 2));
+}
+
+#[test]
+fn spawned_goroutines_return_their_values_through_join() {
+    for procs in [1, 2, 4] {
+        let n: u64 = if under_qemu() { 2_000 } else { 20_000 };
+        let sum = rt(procs)
+            .run(move || {
+                let handles: Vec<_> = (0..n).map(|i| go(move || i * 2)).collect();
+                let ids: std::collections::HashSet<u64> = handles.iter().map(|h| h.id()).collect();
+                assert_eq!(ids.len(), n as usize, "every goroutine has its own id");
+                assert!(!ids.contains(&1));
+                handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            })
+            .unwrap();
+        assert_eq!(sum, n * (n - 1), "procs {procs}");
+    }
+}
+
+#[test]
+fn nested_spawns_across_ps_all_complete() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let fanout = if under_qemu() { 10 } else { 30 };
+    rt(4)
+        .run(move || {
+            let hs: Vec<_> = (0..fanout)
+                .map(|_| {
+                    let c = c.clone();
+                    go(move || {
+                        let inner: Vec<_> = (0..fanout)
+                            .map(|_| {
+                                let c = c.clone();
+                                go(move || {
+                                    c.fetch_add(1, Ordering::Relaxed);
+                                    yield_now();
+                                })
+                            })
+                            .collect();
+                        for h in inner {
+                            h.join().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        })
+        .unwrap();
+    assert_eq!(count.load(Ordering::Relaxed), fanout * fanout);
+}
+
+#[test]
+fn yield_interleaves_goroutines_on_one_p() {
+    let log = rt(1)
+        .run(|| {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let hs: Vec<_> = (0..3)
+                .map(|k| {
+                    let log = log.clone();
+                    go(move || {
+                        for round in 0..3 {
+                            log.lock().unwrap().push((round, k));
+                            yield_now();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            Arc::try_unwrap(log).unwrap().into_inner().unwrap()
+        })
+        .unwrap();
+    // With one P, every goroutine gets a turn before anyone's next round.
+    let rounds: Vec<usize> = log.iter().map(|(r, _)| *r).collect();
+    assert_eq!(rounds, [0, 0, 0, 1, 1, 1, 2, 2, 2], "{log:?}");
+}
+
+#[test]
+fn park_and_ready_hand_a_token_around_a_ring() {
+    for procs in [1, 2, 4] {
+        let laps = if under_qemu() { 200 } else { 2_000 };
+        let total = rt(procs)
+            .run(move || {
+                const N: usize = 8;
+                // Each goroutine waits for its slot to be set, clears it,
+                // and sets the next one: a token passed N*laps times.
+                let slots: Arc<Vec<Slot>> =
+                    Arc::new((0..N).map(|_| Mutex::new((false, None))).collect());
+                let passes = Arc::new(AtomicUsize::new(0));
+                let hs: Vec<_> = (0..N)
+                    .map(|i| {
+                        let slots = slots.clone();
+                        let passes = passes.clone();
+                        go(move || {
+                            for _ in 0..laps {
+                                // Wait for the token.
+                                loop {
+                                    let mut s = slots[i].lock().unwrap();
+                                    if s.0 {
+                                        s.0 = false;
+                                        break;
+                                    }
+                                    drop(s);
+                                    park(WaitReason::Other("token"), |g| {
+                                        let mut s = slots[i].lock().unwrap();
+                                        if s.0 {
+                                            return false;
+                                        }
+                                        s.1 = Some(g);
+                                        true
+                                    });
+                                }
+                                passes.fetch_add(1, Ordering::Relaxed);
+                                let mut next = slots[(i + 1) % N].lock().unwrap();
+                                next.0 = true;
+                                if let Some(g) = next.1.take() {
+                                    drop(next);
+                                    ready(g);
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                // Inject the token.
+                {
+                    let mut s = slots[0].lock().unwrap();
+                    s.0 = true;
+                    if let Some(g) = s.1.take() {
+                        drop(s);
+                        ready(g);
+                    }
+                }
+                for h in hs {
+                    h.join().unwrap();
+                }
+                passes.load(Ordering::Relaxed)
+            })
+            .unwrap();
+        assert_eq!(total, 8 * laps, "procs {procs}");
+    }
+}
+
+#[test]
+fn a_goroutine_panic_goes_to_its_join_handle() {
+    let msg = rt(2)
+        .run(|| {
+            let h = go(|| -> u32 { panic!("goroutine boom") });
+            let err = h.join().unwrap_err();
+            err.downcast_ref::<&str>()
+                .copied()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .unwrap();
+    assert_eq!(msg, "goroutine boom");
+}
+
+#[test]
+fn a_main_goroutine_panic_is_resumed_on_the_caller() {
+    let r = std::panic::catch_unwind(|| rt(2).run(|| -> u32 { panic!("main boom") }));
+    let payload = r.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"main boom"));
+}
+
+#[test]
+fn a_plain_thread_can_join_a_goroutine() {
+    let got = rt(2)
+        .run(|| {
+            let h = go(|| {
+                for _ in 0..10 {
+                    yield_now();
+                }
+                7
+            });
+            std::thread::spawn(move || h.join().unwrap())
+                .join()
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(got, 7);
+}
+
+#[test]
+fn a_true_deadlock_is_reported_with_each_goroutines_wait_reason() {
+    let err = rt(2)
+        .run(|| {
+            let stuck = go(|| park(WaitReason::ChanReceive, |_| true));
+            stuck.join().unwrap();
+        })
+        .unwrap_err();
+    let Error::Deadlock { goroutines } = &err else {
+        panic!("expected a deadlock, got {err}");
+    };
+    assert!(
+        goroutines.contains("goroutine 1 [Waiting: join] (main)"),
+        "{goroutines}"
+    );
+    assert!(
+        goroutines.contains("[Waiting: chan receive]"),
+        "{goroutines}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("all goroutines are asleep - deadlock!"));
+}
+
+#[test]
+fn no_false_deadlock_over_many_park_wake_spawn_yield_cycles() {
+    let runs = if under_qemu() { 5 } else { 40 };
+    for run in 0..runs {
+        let procs = 1 + run % 4;
+        let r = rt(procs).run(move || {
+            // Pairs of goroutines that park and wake each other through a
+            // shared slot, while others spawn and yield.
+            let mut hs = Vec::new();
+            for _ in 0..4 {
+                let slot: Arc<Mutex<(u32, Option<GRef>)>> = Arc::new(Mutex::new((0, None)));
+                for side in 0..2u32 {
+                    let slot = slot.clone();
+                    hs.push(go(move || {
+                        for _ in 0..50 {
+                            loop {
+                                let mut s = slot.lock().unwrap();
+                                if s.0 % 2 == side {
+                                    s.0 += 1;
+                                    if let Some(g) = s.1.take() {
+                                        drop(s);
+                                        ready(g);
+                                    }
+                                    break;
+                                }
+                                drop(s);
+                                park(WaitReason::Other("pair"), |g| {
+                                    let mut s = slot.lock().unwrap();
+                                    if s.0 % 2 == side {
+                                        return false;
+                                    }
+                                    s.1 = Some(g);
+                                    true
+                                });
+                            }
+                        }
+                    }));
+                }
+                hs.push(go(|| {
+                    for _ in 0..20 {
+                        go(yield_now).join().unwrap();
+                    }
+                }));
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        assert!(r.is_ok(), "run {run} (procs {procs}): {:?}", r.err());
+    }
+}
+
+#[test]
+fn parked_goroutines_are_unwound_at_shutdown_so_destructors_run() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    let live = rt(2)
+        .run(move || {
+            let parking = Arc::new(AtomicUsize::new(0));
+            for _ in 0..10 {
+                let guard = Counted(d.clone());
+                let parking = parking.clone();
+                go(move || {
+                    let _guard = guard;
+                    parking.fetch_add(1, Ordering::SeqCst);
+                    // Parked with nobody to wake it.
+                    park(WaitReason::Other("forever"), |_| true);
+                    unreachable!("nobody readies this goroutine");
+                });
+            }
+            // Return once all of them are at (or in) their park: shutdown
+            // must unwind both kinds.
+            while parking.load(Ordering::SeqCst) < 10 {
+                yield_now();
+            }
+            num_goroutines()
+        })
+        .unwrap();
+    assert_eq!(live, 11, "main and the ten parked goroutines were alive");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        10,
+        "every parked goroutine was unwound"
+    );
+}
+
+#[test]
+fn misuse_gives_clear_errors() {
+    let err = Runtime::builder().procs(0).build().unwrap_err();
+    assert!(matches!(err, Error::Config(_)));
+    assert!(
+        err.to_string().contains("procs must be at least 1"),
+        "{err}"
+    );
+    let err = Runtime::builder().stack_size(100).build().unwrap_err();
+    assert!(
+        err.to_string().contains("stack_size must be at least"),
+        "{err}"
+    );
+    let p = std::panic::catch_unwind(|| go(|| 1)).unwrap_err();
+    let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("called outside a goroutine"), "{msg}");
+    assert!(current().is_none());
+}
+
+#[test]
+fn runtimes_run_side_by_side_and_one_after_another() {
+    let hs: Vec<_> = (0..3)
+        .map(|k| {
+            std::thread::spawn(move || {
+                rt(2)
+                    .run(move || {
+                        (0..100u64)
+                            .map(|i| go(move || i + k))
+                            .map(|h| h.join().unwrap())
+                            .sum::<u64>()
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (k, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), 4950 + 100 * k as u64);
+    }
+    for _ in 0..5 {
+        assert_eq!(rt(1).run(|| go(|| 3).join().unwrap()).unwrap(), 3);
+    }
+}
