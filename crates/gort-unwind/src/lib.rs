@@ -90,6 +90,6 @@ pub use hook::hook_installed;
 pub use panic::{Location, Panic};
 pub use resume::{
     below_gap, call_with_resume_point, call_with_resume_point_below, callback_boundary,
-    unwind_to_resume_point,
+    resume_point_caller_sp, unwind_to_resume_point,
 };
 pub use state::{has_resume_point, swap_thread_state, UnwindState};

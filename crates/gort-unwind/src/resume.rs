@@ -289,6 +289,28 @@ unsafe extern "C" fn entry<F: FnOnce() -> R, R>(arg: usize, from: Context, _valu
     ))
 }
 
+/// The stack pointer at which the innermost resume point's caller is
+/// suspended (None: no resume point).
+///
+/// While the callee runs, everything below this address on the caller's
+/// stack is free (the caller's frames and the registers its switch saved
+/// lie at and above it). The C bridge runs a callback's body there, on the
+/// goroutine's own stack right below its C call, while the C frames stay
+/// on the system stack: Go runs `cgocallbackg` on the goroutine stack below
+/// the `cgocall` frame in the same way. A body run there that calls into C
+/// again makes its own resume point, so the next callback's body runs below
+/// that one: positions nest without ever moving up.
+pub fn resume_point_caller_sp() -> Option<usize> {
+    let rp = state::resume_head();
+    if rp.is_null() {
+        return None;
+    }
+    // SAFETY: a resume point on the chain is alive (the chain's invariant),
+    // and its caller context is set from the callee's first instruction.
+    let sp = unsafe { (*rp).caller.stack_pointer() };
+    (sp != 0).then_some(sp)
+}
+
 /// Continues a panic caught at a callback's boundary in the Rust frame that
 /// made the call into C: switches to the innermost resume point's suspended
 /// caller with the panic, abandoning the current context (this frame, the

@@ -13,7 +13,7 @@ use common::{call_c, in_stack, scaled, stack, CFrame, DropCount};
 use gort_arch::current_sp;
 use gort_unwind::{
     call_with_resume_point, call_with_resume_point_below, catch, catch_on_stack, has_resume_point,
-    recover, Panic,
+    recover, resume_point_caller_sp, Panic,
 };
 use gort_unwind_cframes::Marks;
 
@@ -28,7 +28,10 @@ fn panic_in_callback_skips_c_and_is_recovered_in_the_caller() {
     let in_callback = Cell::new(0);
     let outer = Cell::new(0);
     let hook_ran = Cell::new(0);
+    let caller_sp = Cell::new(None);
     let mut panic_line = 0;
+    let here = current_sp();
+    assert_eq!(resume_point_caller_sp(), None);
 
     let r = recover(|| {
         let _outer = DropCount(&outer);
@@ -43,6 +46,7 @@ fn panic_in_callback_skips_c_and_is_recovered_in_the_caller() {
                 || {
                     call_c(CFrame::Plain, &mut marks, &mut || {
                         let _d = DropCount(&in_callback);
+                        caller_sp.set(resume_point_caller_sp());
                         panic_line = line!() + 1;
                         panic!("boom in callback");
                     })
@@ -72,6 +76,11 @@ fn panic_in_callback_skips_c_and_is_recovered_in_the_caller() {
     assert_eq!(outer.get(), 1);
     assert_eq!(hook_ran.get(), 1);
     assert!(!has_resume_point());
+    assert_eq!(resume_point_caller_sp(), None);
+    // Inside the callback, the caller was suspended on this thread's stack,
+    // below this frame.
+    let sp = caller_sp.get().expect("a resume point inside the callback");
+    assert!(sp < here && sp > here - 64 * 1024, "{sp:#x} vs {here:#x}");
 }
 
 /// The callback returns normally: its value reaches C, C's code after the
@@ -200,9 +209,11 @@ enum Inner {
     Below,
     /// On a stack of its own.
     OwnStack,
-    /// The C bridge's shape: the callback saves its stack pointer, runs its
-    /// body on another stack (the goroutine's), and the body calls C2 with
-    /// an explicit top below the saved position, on C1's stack.
+    /// The C bridge's shape: C runs on a system stack, Rust on the
+    /// goroutine's. The middle callback (on the system stack, below C1) runs
+    /// its body on the caller's stack right below the suspended frame that
+    /// called C1 (`resume_point_caller_sp`), and the body calls C2 with an
+    /// explicit top on the system stack below the callback's frame.
     Bridge,
 }
 
@@ -216,6 +227,8 @@ struct TwoLevel {
     /// Frames of C1 and C2.
     c1_frame: usize,
     c2_frame: usize,
+    /// Stack pointer in the middle callback's body (Bridge only).
+    body_sp: usize,
 }
 
 /// Rust -> C1 -> Rust (middle) -> C2 -> Rust (deepest) panics, recovered at
@@ -232,6 +245,8 @@ fn two_level(inner: Inner, outer_stack: &gort_stack::Stack, aux: &gort_stack::St
     let mut seen = TwoLevel::default();
     let deepest_sp = Cell::new(0);
     let middle_sp = Cell::new(0);
+    let body_sp = Cell::new(0);
+    let here = current_sp();
 
     let mut deepest = || {
         let _d = DropCount(&drops_deepest);
@@ -267,14 +282,19 @@ fn two_level(inner: Inner, outer_stack: &gort_stack::Stack, aux: &gort_stack::St
             Inner::Below => middle_body(&mut m2, &mut deepest, None),
             Inner::OwnStack => middle_body(&mut m2, &mut deepest, Some(aux.top())),
             Inner::Bridge => {
-                // Below everything this callback (and catch_on_stack's
-                // trampoline, which stays on this stack) holds.
-                let saved = (current_sp() - 4096) & !15;
-                // SAFETY: `aux` plays the goroutine stack: ours, unused.
+                // The system-stack position below this callback's frame
+                // (and below catch_on_stack's trampoline, which stays on
+                // this stack): where C2 starts.
+                let below_callback = (current_sp() - 4096) & !15;
+                // The goroutine-stack position below the frame that made
+                // the call into C1 (its registers lie at and above it).
+                let below_caller = (resume_point_caller_sp().unwrap() - 128) & !15;
+                // SAFETY: below the suspended caller, its stack is free
+                // while the callee runs.
                 let r = unsafe {
-                    catch_on_stack(aux.top(), || {
-                        assert!(in_stack(aux, current_sp()));
-                        middle_body(&mut m2, &mut deepest, Some(saved as *mut u8))
+                    catch_on_stack(below_caller as *mut u8, || {
+                        body_sp.set(current_sp());
+                        middle_body(&mut m2, &mut deepest, Some(below_callback as *mut u8))
                     })
                 };
                 r.unwrap();
@@ -305,6 +325,12 @@ fn two_level(inner: Inner, outer_stack: &gort_stack::Stack, aux: &gort_stack::St
     assert!(!has_resume_point());
     assert!(in_stack(outer_stack, m1.frame()));
     assert!(in_stack(outer_stack, middle_sp.get()));
+    if inner == Inner::Bridge {
+        // The body ran on this thread's stack, below this frame, while C1's
+        // frame stayed on the outer (system) stack.
+        assert!(body_sp.get() < here && body_sp.get() > here - 64 * 1024);
+        assert!(!in_stack(outer_stack, body_sp.get()));
+    }
     match inner {
         Inner::Below | Inner::Bridge => {
             assert!(in_stack(outer_stack, m2.frame()));
@@ -324,6 +350,7 @@ fn two_level(inner: Inner, outer_stack: &gort_stack::Stack, aux: &gort_stack::St
     seen.middle_sp = middle_sp.get();
     seen.c1_frame = m1.frame();
     seen.c2_frame = m2.frame();
+    seen.body_sp = body_sp.get();
     seen
 }
 
