@@ -52,7 +52,7 @@ thread_local! {
 /// execution, not to the OS thread. A fresh goroutine starts with
 /// [`UnwindState::new`].
 ///
-/// Must hold: `resume` is null or points to a [`ResumePoint`] in a live
+/// Must hold: `resume` is null or points to a `ResumePoint` in a live
 /// frame of the goroutine this state belongs to.
 #[derive(Debug)]
 pub struct UnwindState {

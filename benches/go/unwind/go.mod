@@ -1,0 +1,3 @@
+module gort/benches/go/unwind
+
+go 1.23
