@@ -100,6 +100,9 @@ pub(crate) struct G {
     pub(crate) cancel: AtomicBool,
     /// The runtime's main goroutine: its exit ends `run`.
     pub(crate) is_main: Cell<bool>,
+    /// The M this goroutine is locked to (lock_os_thread), or null. Set and
+    /// cleared only by the goroutine itself while it runs on that M.
+    pub(crate) lockedm: Cell<*mut M>,
 }
 
 // SAFETY: a G moves between threads by design; its non-atomic fields are
@@ -121,6 +124,7 @@ impl G {
             wait_reason: Cell::new(WaitReason::None),
             cancel: AtomicBool::new(false),
             is_main: Cell::new(false),
+            lockedm: Cell::new(std::ptr::null_mut()),
         }
     }
 

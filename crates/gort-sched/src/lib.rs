@@ -10,7 +10,7 @@
 //!
 //! Status: the core loop (spawn, run queues, stealing, spinning Ms, park,
 //! ready, yield, join, shutdown that unwinds parked goroutines, deadlock
-//! detection) is built; lock_os_thread, set_procs, goroutine-local storage,
+//! detection, lock_os_thread) is built; set_procs, goroutine-local storage,
 //! syscalls, sysmon and timers are not yet. See docs/sched.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -24,6 +24,7 @@ mod sync;
 
 pub use g::{GRef, Status, WaitReason};
 pub use runtime::{
-    current, go, id, num_goroutines, park, procs, ready, run, yield_now, Builder, Error, GoBuilder,
+    current, go, id, lock_os_thread, lock_os_thread_internal, num_goroutines, park, procs, ready,
+    run, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder, Error, GoBuilder,
     JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
 };

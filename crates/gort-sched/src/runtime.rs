@@ -171,6 +171,9 @@ impl Runtime {
             return Err(Error::Resource(e.to_string()));
         }
         sched.schedule(m0);
+        // M0 leaves its loop early only when a goroutine exited while
+        // locked to it; then it waits here for the end of the run.
+        sched.wait_done();
         sched.join_threads();
         crate::sched::restore_current(saved);
         let ending = sched.take_ending();
@@ -246,9 +249,126 @@ pub fn procs() -> usize {
 /// Outside a goroutine.
 pub fn yield_now() {
     let g = running_g("yield_now");
+    let pinned = pin_if_unwinding(g);
     let mut req = Request::Yield;
     switch_to_g0(g, &mut req);
+    unpin(g, pinned);
     check_cancel(g);
+}
+
+/// A goroutine that parks while unwinding stays on its thread until the
+/// park returns: std's panic count is per thread (design brief, "Thread-
+/// locals and migration").
+fn pin_if_unwinding(g: *mut G) -> bool {
+    if std::thread::panicking() {
+        lock_internal(g);
+        true
+    } else {
+        false
+    }
+}
+
+fn unpin(g: *mut G, pinned: bool) {
+    if pinned {
+        unlock_internal(g);
+    }
+}
+
+fn lock_internal(g: *mut G) {
+    // SAFETY: g is the running goroutine and g.m its M (set by execute
+    // before the last switch to it; read now, after that switch).
+    unsafe {
+        let m = (*g).m.get();
+        (*m).locked_int.set((*m).locked_int.get() + 1);
+        (*m).lockedg.set(g);
+        (*g).lockedm.set(m);
+    }
+}
+
+fn unlock_internal(g: *mut G) {
+    // SAFETY: as in lock_internal.
+    unsafe {
+        let m = (*g).m.get();
+        let n = (*m).locked_int.get();
+        if n == 0 {
+            crate::sched::fatal("unlock of an internal thread lock that is not held");
+        }
+        (*m).locked_int.set(n - 1);
+        if n == 1 && (*m).locked_ext.get() == 0 {
+            (*m).lockedg.set(std::ptr::null_mut());
+            (*g).lockedm.set(std::ptr::null_mut());
+        }
+    }
+}
+
+/// Wires the calling goroutine to its current OS thread (Go's
+/// `runtime.LockOSThread`): until a matching number of
+/// [`unlock_os_thread`] calls, it always runs on this thread, and the
+/// thread runs no other goroutine. Calls nest. A goroutine that exits while
+/// locked takes its thread with it (the thread ends), as in Go.
+///
+/// This is how thread-local values (`thread_local!`) stay put across
+/// parks: without it, a goroutine may resume on another thread after any
+/// park or yield.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn lock_os_thread() {
+    let g = running_g("lock_os_thread");
+    // SAFETY: as in lock_internal.
+    unsafe {
+        let m = (*g).m.get();
+        let n = (*m).locked_ext.get();
+        if n == u32::MAX {
+            crate::sched::fatal("lock_os_thread nested too deeply");
+        }
+        (*m).locked_ext.set(n + 1);
+        (*m).lockedg.set(g);
+        (*g).lockedm.set(m);
+    }
+}
+
+/// Undoes one [`lock_os_thread`]; when none is left (and the runtime holds
+/// no lock of its own), the goroutine may move between threads again.
+/// Without a matching lock it does nothing, as in Go.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn unlock_os_thread() {
+    let g = running_g("unlock_os_thread");
+    // SAFETY: as in lock_internal.
+    unsafe {
+        let m = (*g).m.get();
+        let n = (*m).locked_ext.get();
+        if n == 0 {
+            return;
+        }
+        (*m).locked_ext.set(n - 1);
+        if n == 1 && (*m).locked_int.get() == 0 {
+            (*m).lockedg.set(std::ptr::null_mut());
+            (*g).lockedm.set(std::ptr::null_mut());
+        }
+    }
+}
+
+/// The runtime's own thread lock (Go's `lockOSThread`, counted apart from
+/// the user's): for gort-cgo, which locks a callback's goroutine to its
+/// thread for the callback's duration (seed 000).
+///
+/// # Panics
+/// Outside a goroutine.
+#[doc(hidden)]
+pub fn lock_os_thread_internal() {
+    lock_internal(running_g("lock_os_thread_internal"));
+}
+
+/// Undoes one [`lock_os_thread_internal`]; a fatal error without one.
+///
+/// # Panics
+/// Outside a goroutine.
+#[doc(hidden)]
+pub fn unlock_os_thread_internal() {
+    unlock_internal(running_g("unlock_os_thread_internal"));
 }
 
 /// Parks the current goroutine with `reason`. Once the goroutine is fully
@@ -269,8 +389,10 @@ pub fn park(reason: WaitReason, mut unlock: impl FnMut(GRef) -> bool) {
     check_cancel(g);
     // SAFETY: the running G is live and ours.
     unsafe { (*g).wait_reason.set(reason) };
+    let pinned = pin_if_unwinding(g);
     let mut req = Request::Park(&mut unlock);
     switch_to_g0(g, &mut req);
+    unpin(g, pinned);
     check_cancel(g);
 }
 

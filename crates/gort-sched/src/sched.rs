@@ -95,6 +95,15 @@ pub(crate) struct M {
     pub(crate) locks: Cell<u32>,
     pub(crate) curg: Cell<*mut G>,
     rng: Cell<u64>,
+    /// The goroutine locked to this M (Go's `m.lockedg`): while set, this M
+    /// runs no other goroutine.
+    pub(crate) lockedg: Cell<*mut G>,
+    /// lock_os_thread nesting by the user (Go's `lockedExt`) and by the
+    /// runtime itself, e.g. for a cgo callback (Go's `lockedInt`).
+    pub(crate) locked_ext: Cell<u32>,
+    pub(crate) locked_int: Cell<u32>,
+    /// Set when a goroutine exits while locked: the M's thread exits too.
+    exit_thread: Cell<bool>,
 }
 
 // SAFETY: see M's invariants; cross-thread fields are atomics or the note.
@@ -114,6 +123,10 @@ impl M {
             locks: Cell::new(0),
             curg: Cell::new(ptr::null_mut()),
             rng: Cell::new(0x2545_f491_4f6c_dd1d ^ (id.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+            lockedg: Cell::new(ptr::null_mut()),
+            locked_ext: Cell::new(0),
+            locked_int: Cell::new(0),
+            exit_thread: Cell::new(false),
         }
     }
 
@@ -142,6 +155,11 @@ struct Locked {
     gfree: Vec<*mut G>,
     /// Threads of the Ms this runtime started (not M0), joined at the end.
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Ms parked in `stop_locked_m`, waiting for their locked goroutine
+    /// (Go's `nmidlelocked`): idle as far as checkdead is concerned. Signed,
+    /// as in Go: `start_locked_m` may decrement it for an M that has not yet
+    /// incremented it (its goroutine was readied before it got to sleep).
+    nmidlelocked: isize,
 }
 
 /// How `run` ended, decided by the main goroutine's exit or by checkdead.
@@ -174,6 +192,8 @@ pub(crate) struct Sched {
     ngoroutines: AtomicUsize,
     shutdown: AtomicBool,
     ending: Mutex<Option<Ending>>,
+    /// Woken when the run is over (shutdown and no goroutine left).
+    done: Note,
     pub(crate) stacks: StackPool,
     pub(crate) default_stack_size: usize,
     /// Set by the builder: goroutines may be woken from outside the runtime
@@ -254,6 +274,7 @@ impl Sched {
                 mcount: 0,
                 gfree: Vec::new(),
                 threads: Vec::new(),
+                nmidlelocked: 0,
             }),
             allp,
             allgs: Mutex::new(Vec::new()),
@@ -266,6 +287,7 @@ impl Sched {
             ngoroutines: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             ending: Mutex::new(None),
+            done: Note::new(),
             stacks,
             default_stack_size: config.stack_size,
             external_wakers: config.external_wakers,
@@ -580,15 +602,201 @@ impl Sched {
             if mr.locks.get() != 0 {
                 fatal("schedule: holding locks (acquirem)");
             }
-            let Some((g, inherit)) = self.find_runnable(m) else {
-                break;
+            let (g, inherit) = if !mr.lockedg.get().is_null() {
+                // This M runs only its locked goroutine: wait for it.
+                if !self.stop_locked_m(m) {
+                    break;
+                }
+                // SAFETY: lockedg is non-null and runnable (stop_locked_m).
+                (
+                    GRef(unsafe { NonNull::new_unchecked(mr.lockedg.get()) }),
+                    false,
+                )
+            } else {
+                let Some(found) = self.find_runnable(m) else {
+                    break;
+                };
+                found
             };
             if mr.spinning.get() {
                 self.reset_spinning(mr);
             }
+            // SAFETY: g is owned by this M now.
+            let lockedm = unsafe { (*g.as_ptr()).lockedm.get() };
+            if !lockedm.is_null() && lockedm != m {
+                // Someone else's locked goroutine: give it our P and its M.
+                if !self.start_locked_m(m, g) {
+                    break;
+                }
+                continue;
+            }
             self.execute(m, g, inherit);
+            if mr.exit_thread.get() {
+                self.exit_locked_m(mr);
+                break;
+            }
         }
         set_current(ptr::null_mut(), ptr::null_mut());
+    }
+
+    /// Go's `handoffp`: gives away a P whose M is about to block: to a new
+    /// M if there is work for it, to a spinning M if nobody is looking for
+    /// work, else to the idle list.
+    fn handoffp(&self, p: *mut P) {
+        // SAFETY: the caller owned p and gives it up here.
+        let has_local = unsafe { !(*p).runq.is_empty() };
+        if has_local || self.runq_len.load(Ordering::Acquire) > 0 {
+            let l = self.lock();
+            self.startm(l, p, false);
+            return;
+        }
+        if self.nmspinning.load(Ordering::Acquire) + self.npidle.load(Ordering::Acquire) == 0
+            && self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let l = self.lock();
+            self.startm(l, p, true);
+            return;
+        }
+        let mut l = self.lock();
+        if !l.runq.is_empty() {
+            self.startm(l, p, false);
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { (*p).owned() }.stacks.flush(&self.stacks);
+        self.pidle_put(&mut l, p);
+    }
+
+    /// Go's `stoplockedm`: the locked goroutine is not runnable; give the P
+    /// away and sleep until `start_locked_m` hands one back with the
+    /// goroutine runnable. False if the run is over.
+    fn stop_locked_m(&self, m: *mut M) -> bool {
+        // SAFETY: m is the M of this thread.
+        let mr = unsafe { &*m };
+        // The note is clear here (every sleep is followed by a clear), and
+        // it is not cleared again: start_locked_m may wake us before we get
+        // to sleep, since our goroutine can be readied and dequeued by
+        // another M as soon as its park's unlock function ran.
+        let p = mr.p.replace(ptr::null_mut());
+        if !p.is_null() {
+            self.handoffp(p);
+        }
+        let mut l = self.lock();
+        l.nmidlelocked += 1;
+        if let Some(dump) = self.checkdead(&l) {
+            l.nmidlelocked -= 1;
+            let p = self
+                .pidle_get(&mut l)
+                .expect("all Ps are idle when all Ms are");
+            drop(l);
+            mr.p.set(p);
+            self.set_ending(Ending::Deadlock(dump));
+            // Readies our own goroutine too; it sits on our P's queue.
+            self.begin_shutdown();
+            return self.take_own_locked_g(mr);
+        }
+        drop(l);
+        mr.park.sleep();
+        mr.park.clear();
+        // The waker (start_locked_m) took us out of nmidlelocked before it
+        // handed us the P, so checkdead never sees us idle while we are
+        // about to run.
+        let p = mr.nextp.swap(ptr::null_mut(), Ordering::Acquire);
+        if p.is_null() {
+            return false;
+        }
+        mr.p.set(p);
+        let g = mr.lockedg.get();
+        // SAFETY: the locked G lives as long as the Sched.
+        let status = unsafe { (*g).status() };
+        if status != Status::Runnable {
+            fatal(&format!(
+                "stoplockedm: locked goroutine is {status:?}, not runnable"
+            ));
+        }
+        true
+    }
+
+    /// After checkdead started shutdown from `stop_locked_m`: our locked G
+    /// was readied onto our P's queue; take it back off so we can run it.
+    fn take_own_locked_g(&self, mr: &M) -> bool {
+        let mine = mr.lockedg.get();
+        let p = mr.p.get();
+        // SAFETY: our M holds p.
+        let q = unsafe { (*p).queue() };
+        let mut others = Vec::new();
+        let mut found = false;
+        while let Some((g, _)) = q.pop() {
+            if g.as_ptr() == mine {
+                found = true;
+                break;
+            }
+            others.push(g);
+        }
+        for g in others {
+            self.make_runnable(mr as *const M as *mut M, GRef(g), false);
+        }
+        if !found {
+            // Somebody else holds it now and will hand it to us.
+            let p = mr.p.replace(ptr::null_mut());
+            self.handoffp(p);
+            return self.stop_locked_m(mr as *const M as *mut M);
+        }
+        true
+    }
+
+    /// Go's `startlockedm`: `g` is locked to another M; hand it our P (with
+    /// g in hand) and park this M. False if the run is over.
+    fn start_locked_m(&self, m: *mut M, g: GRef) -> bool {
+        // SAFETY: m is the M of this thread; g's lockedm is a live M.
+        let (mr, target) = unsafe { (&*m, &*(*g.as_ptr()).lockedm.get()) };
+        // The target stops counting as idle before it gets the P (Go's
+        // incidlelocked(-1) in startlockedm): otherwise, once this M parks,
+        // checkdead would see every M idle while the target is about to run.
+        self.lock().nmidlelocked -= 1;
+        let p = mr.p.replace(ptr::null_mut());
+        // The P travels with the goroutine to its M; startlockedm's caller
+        // owns it until the target takes it from nextp (seed 004).
+        target.nextp.store(p, Ordering::Release);
+        target.park.wake();
+        self.stopm(m)
+    }
+
+    /// A goroutine exited while locked to this M: the thread goes with it
+    /// (Go's `mexit`). M0, the thread that called `run`, cannot end; it
+    /// gives up its P and waits for the end of the run instead.
+    fn exit_locked_m(&self, mr: &M) {
+        mr.exit_thread.set(false);
+        let p = mr.p.replace(ptr::null_mut());
+        if mr.spinning.replace(false) {
+            self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+        }
+        if !p.is_null() {
+            self.handoffp(p);
+        }
+        let mut l = self.lock();
+        l.mcount -= 1;
+        if let Some(dump) = self.checkdead(&l) {
+            // We were the last running M: report, and lend ourselves to the
+            // shutdown (with a P) before leaving.
+            let p = self
+                .pidle_get(&mut l)
+                .expect("all Ps are idle when all Ms are");
+            l.mcount += 1;
+            drop(l);
+            mr.p.set(p);
+            self.set_ending(Ending::Deadlock(dump));
+            self.begin_shutdown();
+            self.schedule(mr as *const M as *mut M);
+        }
+    }
+
+    /// Waits until the run is over (for M0 after its loop ended early).
+    pub(crate) fn wait_done(&self) {
+        self.done.sleep();
     }
 
     /// Go's `resetspinning`: the last spinner to find work wakes another.
@@ -720,7 +928,6 @@ impl Sched {
         if self.shutdown.load(Ordering::Acquire) && self.ngoroutines.load(Ordering::Acquire) == 0 {
             return false;
         }
-        mr.park.clear();
         l.midle.push(m);
         if let Some(dump) = self.checkdead(&l) {
             // Every M is idle and every goroutine blocked: report, then
@@ -736,7 +943,10 @@ impl Sched {
             return true;
         }
         drop(l);
+        // Go's mPark: sleep, then clear, so the note is always clear when
+        // an M goes to sleep and a wakeup is never lost.
         mr.park.sleep();
+        mr.park.clear();
         let p = mr.nextp.swap(ptr::null_mut(), Ordering::Acquire);
         if p.is_null() {
             // Woken without a P: shutdown with no goroutines left.
@@ -767,7 +977,7 @@ impl Sched {
         if self.external_wakers || self.shutdown.load(Ordering::Acquire) {
             return None;
         }
-        if l.midle.len() < l.mcount {
+        if l.midle.len() as isize + l.nmidlelocked < l.mcount as isize {
             return None;
         }
         if self.ngoroutines.load(Ordering::Acquire) == 0 || !l.runq.is_empty() {
@@ -937,12 +1147,23 @@ impl Sched {
         } else {
             self.lock().gfree.push(gp);
         }
+        if !gr.lockedm.get().is_null() {
+            if mr.locked_int.get() != 0 {
+                fatal("a goroutine exited while locked by the runtime (internal lock_os_thread)");
+            }
+            // Exiting while locked: the thread exits with the goroutine.
+            gr.lockedm.set(ptr::null_mut());
+            mr.lockedg.set(ptr::null_mut());
+            mr.locked_ext.set(0);
+            mr.exit_thread.set(true);
+        }
         let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
         if is_main {
             self.set_ending(Ending::MainExited);
             self.begin_shutdown();
         }
         if left == 0 && self.shutdown.load(Ordering::Acquire) {
+            self.done.wake();
             self.wake_all_idle();
         }
     }

@@ -369,3 +369,115 @@ fn runtimes_run_side_by_side_and_one_after_another() {
         assert_eq!(rt(1).run(|| go(|| 3).join().unwrap()).unwrap(), 3);
     }
 }
+
+fn gettid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    i64::from(unsafe { libc::gettid() })
+}
+
+#[test]
+fn a_locked_goroutine_resumes_on_its_thread_after_every_park() {
+    let rounds = if under_qemu() { 50 } else { 300 };
+    for procs in [1, 2, 4] {
+        rt(procs)
+            .run(move || {
+                // Busy goroutines so that Ms and Ps are in demand.
+                let noise: Vec<_> = (0..4)
+                    .map(|_| {
+                        go(move || {
+                            for _ in 0..rounds {
+                                yield_now();
+                            }
+                        })
+                    })
+                    .collect();
+                let locked: Vec<_> = (0..3)
+                    .map(|_| {
+                        go(move || {
+                            gort_sched::lock_os_thread();
+                            let tid = gettid();
+                            for i in 0..rounds {
+                                if i % 2 == 0 {
+                                    yield_now();
+                                } else {
+                                    // Park on a join of a goroutine that yields.
+                                    go(yield_now).join().unwrap();
+                                }
+                                assert_eq!(gettid(), tid, "locked goroutine moved threads");
+                            }
+                            gort_sched::unlock_os_thread();
+                        })
+                    })
+                    .collect();
+                for h in locked.into_iter().chain(noise) {
+                    h.join().unwrap();
+                }
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn lock_os_thread_nests_and_unlock_without_lock_is_a_no_op() {
+    rt(2)
+        .run(|| {
+            gort_sched::unlock_os_thread(); // nothing locked: no effect
+            gort_sched::lock_os_thread();
+            gort_sched::lock_os_thread();
+            let tid = gettid();
+            gort_sched::unlock_os_thread();
+            for _ in 0..20 {
+                go(yield_now).join().unwrap();
+                assert_eq!(gettid(), tid, "still locked after one of two unlocks");
+            }
+            gort_sched::unlock_os_thread();
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_goroutine_that_exits_while_locked_takes_its_thread_with_it() {
+    let tids = rt(2)
+        .run(|| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    go(|| {
+                        // Move off M0 first: M0 is the caller's thread,
+                        // which is wedged instead of ended.
+                        let mut tid = gettid();
+                        for _ in 0..100 {
+                            if !is_caller_thread(tid) {
+                                break;
+                            }
+                            go(yield_now).join().unwrap();
+                            tid = gettid();
+                        }
+                        gort_sched::lock_os_thread();
+                        gettid()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    // After run, the threads of goroutines that exited locked are gone.
+    for tid in tids {
+        if is_caller_thread(tid) {
+            continue;
+        }
+        let path = format!("/proc/self/task/{tid}");
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "thread {tid} outlived its locked goroutine"
+        );
+    }
+}
+
+/// Whether `tid` is not one of the runtime's M threads (those are named
+/// gort-m*): the caller of `run` (M0) is a test harness thread.
+fn is_caller_thread(tid: i64) -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+    !comm.starts_with("gort-m")
+}
