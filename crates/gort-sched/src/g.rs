@@ -103,6 +103,9 @@ pub(crate) struct G {
     /// The M this goroutine is locked to (lock_os_thread), or null. Set and
     /// cleared only by the goroutine itself while it runs on that M.
     pub(crate) lockedm: Cell<*mut M>,
+    /// gort-unwind's per-execution state (quiet scopes, resume points),
+    /// swapped with the thread's at every switch to and from the G.
+    pub(crate) unwind: UnsafeCell<gort_unwind::UnwindState>,
 }
 
 // SAFETY: a G moves between threads by design; its non-atomic fields are
@@ -125,6 +128,7 @@ impl G {
             cancel: AtomicBool::new(false),
             is_main: Cell::new(false),
             lockedm: Cell::new(std::ptr::null_mut()),
+            unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),
         }
     }
 

@@ -5,9 +5,11 @@ use crate::g::{GRef, WaitReason, G};
 use crate::note::Note;
 use crate::sched::{current_g, switch_to_g0, Config, Ending, Request, Sched};
 use gort_stack::{StackConfig, StackPool};
+use gort_unwind::Panic;
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -158,12 +160,15 @@ impl Runtime {
             },
             stacks,
         ));
-        let result: Arc<Mutex<Option<std::thread::Result<T>>>> = Arc::new(Mutex::new(None));
+        let result: Arc<Mutex<Option<Result<T, Panic>>>> = Arc::new(Mutex::new(None));
         let slot = result.clone();
         let saved = crate::sched::save_current();
         let m0 = sched.start();
         let main = move || {
-            let r = catch_unwind(AssertUnwindSafe(f));
+            // Not quiet: the panic is resumed on the caller of run, and
+            // resuming does not print, so it is reported where it happens,
+            // as a panic in a plain `main` is.
+            let r = gort_unwind::catch(false, f);
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         };
         if let Err(e) = sched.spawn(Box::new(main), None, true) {
@@ -188,7 +193,7 @@ impl Runtime {
             .expect("the main goroutine ended without a result");
         match outcome {
             Ok(v) => Ok(v),
-            Err(payload) => resume_unwind(payload),
+            Err(panic) => panic.resume(),
         }
     }
 }
@@ -429,12 +434,17 @@ struct Waiter {
 }
 
 /// Must hold: `result` is written once, by the goroutine, before `state`
-/// becomes DONE (release), and read only by the one joiner after it sees
-/// DONE (acquire). `state` is RUNNING, DONE, or an `Arc<Waiter>` pointer
-/// owned by `state` until someone swaps or CASes it out.
+/// becomes DONE (release); after that it is taken only by the one joiner
+/// and otherwise only read (to report a panic nobody will join). `state` is
+/// RUNNING, DONE, or an `Arc<Waiter>` pointer owned by `state` until
+/// someone swaps or CASes it out.
 struct JoinInner<T> {
     state: AtomicUsize,
-    result: UnsafeCell<Option<std::thread::Result<T>>>,
+    result: UnsafeCell<Option<Result<T, Panic>>>,
+    /// The JoinHandle was dropped without joining.
+    detached: AtomicBool,
+    /// The panic of a detached goroutine has been printed.
+    reported: AtomicBool,
 }
 
 // SAFETY: see the invariants: the result moves from one thread to another
@@ -444,10 +454,13 @@ unsafe impl<T: Send> Sync for JoinInner<T> {}
 unsafe impl<T: Send> Send for JoinInner<T> {}
 
 impl<T> JoinInner<T> {
-    fn complete(&self, r: std::thread::Result<T>) {
+    fn complete(&self, r: Result<T, Panic>) {
         // SAFETY: only the goroutine writes, once, before publishing DONE.
         unsafe { *self.result.get() = Some(r) };
-        let prev = self.state.swap(DONE, Ordering::AcqRel);
+        let prev = self.state.swap(DONE, Ordering::SeqCst);
+        if self.detached.load(Ordering::SeqCst) {
+            self.report_unjoined_panic();
+        }
         if prev > DONE {
             // SAFETY: a registered waiter's Arc is owned by `state`; the
             // swap moved it to us.
@@ -459,7 +472,22 @@ impl<T> JoinInner<T> {
         }
     }
 
-    fn take(&self) -> std::thread::Result<T> {
+    /// Prints the panic of a goroutine whose handle was dropped (once):
+    /// nobody else will see it. Cancellation at shutdown is not a panic.
+    fn report_unjoined_panic(&self) {
+        if self.reported.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: DONE was published (SeqCst) before either caller got
+        // here, and the result is only read, never taken, once detached.
+        if let Some(Err(panic)) = unsafe { &*self.result.get() } {
+            if !panic.payload().is::<Shutdown>() {
+                eprintln!("{panic}");
+            }
+        }
+    }
+
+    fn take(&self) -> Result<T, Panic> {
         // SAFETY: DONE was observed with acquire; we are the only joiner.
         unsafe { (*self.result.get()).take() }.expect("join result taken twice")
     }
@@ -519,10 +547,10 @@ impl<T> JoinHandle<T> {
         self.inner.state.load(Ordering::Acquire) == DONE
     }
 
-    /// Waits for the goroutine and returns its value, or its panic's
-    /// payload. From a goroutine this parks only the goroutine; from a plain
-    /// thread it blocks the thread.
-    pub fn join(self) -> std::thread::Result<T> {
+    /// Waits for the goroutine and returns its value, or its panic (with
+    /// message, location and goroutine id). From a goroutine this parks only
+    /// the goroutine; from a plain thread it blocks the thread.
+    pub fn join(self) -> Result<T, Panic> {
         if self.inner.state.load(Ordering::Acquire) == DONE {
             return self.inner.take();
         }
@@ -532,7 +560,7 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    fn join_goroutine(&self, g: GRef) -> std::thread::Result<T> {
+    fn join_goroutine(&self, g: GRef) -> Result<T, Panic> {
         let waiter = Arc::new(Waiter {
             g: Some(g),
             note: Note::new(),
@@ -564,7 +592,7 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    fn join_thread(&self) -> std::thread::Result<T> {
+    fn join_thread(&self) -> Result<T, Panic> {
         let waiter = Arc::new(Waiter {
             g: None,
             note: Note::new(),
@@ -573,6 +601,17 @@ impl<T> JoinHandle<T> {
             waiter.note.sleep();
         }
         self.inner.take()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        // A joined handle was consumed by `join` (its result taken); only
+        // an unjoined one gets here with a result possibly pending.
+        self.inner.detached.store(true, Ordering::SeqCst);
+        if self.inner.state.load(Ordering::SeqCst) == DONE {
+            self.inner.report_unjoined_panic();
+        }
     }
 }
 
@@ -621,10 +660,17 @@ impl GoBuilder {
         let inner = Arc::new(JoinInner {
             state: AtomicUsize::new(RUNNING),
             result: UnsafeCell::new(None),
+            detached: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
         });
         let theirs = inner.clone();
         let body = move || {
-            let r = catch_unwind(AssertUnwindSafe(f));
+            // Quiet: the panic goes to the JoinHandle; it is printed only
+            // if nobody can join it any more (see report_unjoined_panic).
+            let r = gort_unwind::catch(true, f).map_err(|mut p| {
+                p.set_goroutine(current().map(GRef::id));
+                p
+            });
             theirs.complete(r);
         };
         let gref = sched

@@ -414,6 +414,13 @@ impl Sched {
         gr.cancel.store(false, Ordering::Relaxed);
         gr.wait_reason.set(WaitReason::None);
         // SAFETY: exclusively ours (dead G).
+        unsafe {
+            let old = std::mem::take(&mut *gr.unwind.get());
+            if old.has_resume_point() {
+                fatal("a goroutine exited with a live resume point");
+            }
+        }
+        // SAFETY: exclusively ours (dead G).
         unsafe { *gr.entry.get() = Some(f) };
         // SAFETY: the stack is owned by the G and outlives the context.
         unsafe { *gr.ctx.get() = gort_arch::init(top, goroutine_entry, g as usize) };
@@ -1091,13 +1098,23 @@ impl Sched {
             if let Some(stack) = unsafe { &*gr.stack.get() } {
                 gort_stack::set_running_stack(gr.id.get(), stack);
             }
+            // The goroutine's unwind state (recover scopes, resume points)
+            // goes onto this thread while it runs; g0's comes back after.
+            // SAFETY: the G's saved state is the one it had when last
+            // suspended; g0's is restored below before g0 runs on.
+            let g0_unwind =
+                unsafe { gort_unwind::swap_thread_state(std::mem::take(&mut *gr.unwind.get())) };
             // SAFETY: a runnable G's ctx holds its suspended context; the
             // switch hands g0's context to the goroutine, which keeps it in
             // `m.g0`.
             let (gctx, req) = unsafe { gort_arch::switch((*gr.ctx.get()).take(), m as usize) };
             // Back on g0. Save the goroutine before anything else can see it.
-            // SAFETY: the G is suspended; we are its owner.
-            unsafe { *gr.ctx.get() = gctx };
+            // SAFETY: the G is suspended; we are its owner; g0_unwind is
+            // this g0's own state.
+            unsafe {
+                *gr.ctx.get() = gctx;
+                *gr.unwind.get() = gort_unwind::swap_thread_state(g0_unwind);
+            }
             gort_stack::clear_running_stack();
             set_current(ptr::null_mut(), m);
             mr.curg.set(ptr::null_mut());

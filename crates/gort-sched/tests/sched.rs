@@ -173,17 +173,22 @@ fn park_and_ready_hand_a_token_around_a_ring() {
 
 #[test]
 fn a_goroutine_panic_goes_to_its_join_handle() {
-    let msg = rt(2)
+    let (msg, goroutine, file, spawned) = rt(2)
         .run(|| {
             let h = go(|| -> u32 { panic!("goroutine boom") });
+            let spawned = h.id();
             let err = h.join().unwrap_err();
-            err.downcast_ref::<&str>()
-                .copied()
-                .unwrap_or("?")
-                .to_string()
+            (
+                err.message().unwrap_or("?").to_string(),
+                err.goroutine(),
+                err.location().map(|l| l.file().to_string()),
+                spawned,
+            )
         })
         .unwrap();
     assert_eq!(msg, "goroutine boom");
+    assert_eq!(goroutine, Some(spawned), "the panic names its goroutine");
+    assert_eq!(file.as_deref(), Some(file!()), "and where it was raised");
 }
 
 #[test]
@@ -480,4 +485,45 @@ fn a_goroutine_that_exits_while_locked_takes_its_thread_with_it() {
 fn is_caller_thread(tid: i64) -> bool {
     let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
     !comm.starts_with("gort-m")
+}
+
+#[test]
+fn a_goroutine_that_parks_while_unwinding_stays_on_its_thread() {
+    let parks = if under_qemu() { 20 } else { 100 };
+    rt(4)
+        .run(move || {
+            let noise: Vec<_> = (0..4)
+                .map(|_| {
+                    go(move || {
+                        for _ in 0..parks {
+                            yield_now();
+                        }
+                    })
+                })
+                .collect();
+            let h = go(move || {
+                struct ParkOnDrop(usize);
+                impl Drop for ParkOnDrop {
+                    fn drop(&mut self) {
+                        assert!(std::thread::panicking());
+                        let tid = gettid();
+                        for _ in 0..self.0 {
+                            go(yield_now).join().unwrap();
+                            yield_now();
+                            // A failure here panics during unwinding, which
+                            // aborts the test binary: loud enough.
+                            assert_eq!(gettid(), tid, "an unwinding goroutine migrated");
+                        }
+                    }
+                }
+                let _guard = ParkOnDrop(parks);
+                panic!("unwinding with parks in a destructor");
+            });
+            let err = h.join().unwrap_err();
+            assert_eq!(err.message(), Some("unwinding with parks in a destructor"));
+            for h in noise {
+                h.join().unwrap();
+            }
+        })
+        .unwrap();
 }
