@@ -106,6 +106,8 @@ pub(crate) struct G {
     /// gort-unwind's per-execution state (quiet scopes, resume points),
     /// swapped with the thread's at every switch to and from the G.
     pub(crate) unwind: UnsafeCell<gort_unwind::UnwindState>,
+    /// Goroutine-local values (`local!`); touched only by the goroutine.
+    pub(crate) locals: UnsafeCell<crate::local::LocalMap>,
 }
 
 // SAFETY: a G moves between threads by design; its non-atomic fields are
@@ -129,6 +131,7 @@ impl G {
             is_main: Cell::new(false),
             lockedm: Cell::new(std::ptr::null_mut()),
             unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),
+            locals: UnsafeCell::new(crate::local::LocalMap::default()),
         }
     }
 

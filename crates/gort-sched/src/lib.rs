@@ -10,12 +10,13 @@
 //!
 //! Status: the core loop (spawn, run queues, stealing, spinning Ms, park,
 //! ready, yield, join, shutdown that unwinds parked goroutines, deadlock
-//! detection, lock_os_thread) is built; set_procs, goroutine-local storage,
+//! detection, lock_os_thread, goroutine-local storage) is built; set_procs,
 //! syscalls, sysmon and timers are not yet. See docs/sched.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod g;
+mod local;
 mod note;
 pub mod runq;
 mod runtime;
@@ -23,6 +24,7 @@ mod sched;
 mod sync;
 
 pub use g::{GRef, Status, WaitReason};
+pub use local::LocalKey;
 pub use runtime::{
     current, go, id, lock_os_thread, lock_os_thread_internal, num_goroutines, park, procs, ready,
     run, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder, Error, GoBuilder,

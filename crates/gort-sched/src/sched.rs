@@ -1234,6 +1234,15 @@ unsafe extern "C" fn goroutine_entry(arg: usize, g0: Context, m: usize) -> ! {
         // The closure catches its own panics (see Runtime::spawn); anything
         // escaping here would abort, being an extern "C" frame.
         f();
+        // Goroutine-local values are dropped here, on the goroutine's own
+        // stack, where their destructors may still park.
+        let locals = std::mem::take(&mut *(*g).locals.get());
+        if let Err(p) = gort_unwind::catch(false, move || drop(locals)) {
+            eprintln!(
+                "goroutine {}: a goroutine-local value panicked in drop: {p}",
+                (*g).id.get()
+            );
+        }
         let mut req = Request::Exit;
         switch_to_g0(g, &mut req);
     }

@@ -527,3 +527,48 @@ fn a_goroutine_that_parks_while_unwinding_stays_on_its_thread() {
         })
         .unwrap();
 }
+
+gort_sched::local! {
+    static SEEN: std::cell::RefCell<Vec<u64>> = std::cell::RefCell::new(Vec::new());
+    static DROPS: DropCount = DropCount;
+}
+
+static LOCAL_DROPS: AtomicUsize = AtomicUsize::new(0);
+struct DropCount;
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        LOCAL_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn goroutine_locals_are_per_goroutine_follow_it_across_threads_and_drop_at_exit() {
+    let n = 16;
+    rt(4)
+        .run(move || {
+            let hs: Vec<_> = (0..n)
+                .map(|k| {
+                    go(move || {
+                        DROPS.with(|_| ());
+                        for i in 0..20u64 {
+                            SEEN.with(|v| v.borrow_mut().push(k * 100 + i));
+                            // May resume on another thread: the value stays.
+                            go(yield_now).join().unwrap();
+                        }
+                        SEEN.with(|v| v.borrow().clone())
+                    })
+                })
+                .collect();
+            for (k, h) in hs.into_iter().enumerate() {
+                let seen = h.join().unwrap();
+                let want: Vec<u64> = (0..20).map(|i| k as u64 * 100 + i).collect();
+                assert_eq!(seen, want, "goroutine {k} saw only its own values");
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        LOCAL_DROPS.load(Ordering::SeqCst),
+        n as usize,
+        "each goroutine's value dropped once"
+    );
+}
