@@ -10,7 +10,7 @@
 //!
 //! Status: the core loop (spawn, run queues, stealing, spinning Ms, park,
 //! ready, yield, join, shutdown that unwinds parked goroutines, deadlock
-//! detection, lock_os_thread, goroutine-local storage) is built; set_procs,
+//! detection, lock_os_thread, goroutine-local storage, set_procs) is built;
 //! syscalls, sysmon and timers are not yet. See docs/sched.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,6 +27,7 @@ pub use g::{GRef, Status, WaitReason};
 pub use local::LocalKey;
 pub use runtime::{
     current, go, id, lock_os_thread, lock_os_thread_internal, num_goroutines, park, procs, ready,
-    run, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder, Error, GoBuilder,
-    JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
+    run, set_procs, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder, Error,
+    GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
 };
+pub use sched::MAX_PROCS;

@@ -3,7 +3,7 @@
 
 use crate::g::{GRef, WaitReason, G};
 use crate::note::Note;
-use crate::sched::{current_g, switch_to_g0, Config, Ending, Request, Sched};
+use crate::sched::{current_g, switch_to_g0, Config, Ending, Request, Sched, MAX_PROCS};
 use gort_stack::{StackConfig, StackPool};
 use gort_unwind::Panic;
 use std::cell::UnsafeCell;
@@ -84,8 +84,13 @@ impl Builder {
         let procs = match self.procs {
             Some(0) => return Err(Error::Config("procs must be at least 1, got 0".into())),
             Some(n) => n,
-            None => procs_from_env()?,
+            None => procs_from_env()?.min(MAX_PROCS),
         };
+        if procs > MAX_PROCS {
+            return Err(Error::Config(format!(
+                "procs must be at most {MAX_PROCS}, got {procs}"
+            )));
+        }
         let stack_size = self.stack_size.unwrap_or(StackConfig::DEFAULT_SIZE);
         if stack_size < MIN_STACK_SIZE {
             return Err(Error::Config(format!(
@@ -246,6 +251,42 @@ pub fn num_goroutines() -> usize {
 /// Outside a goroutine.
 pub fn procs() -> usize {
     sched_of(running_g("procs")).procs()
+}
+
+/// Changes the number of Ps (GOMAXPROCS) of the current runtime and
+/// returns the previous number.
+///
+/// The world is stopped first, as in Go: Ps that are idle stop at once,
+/// Ps running a goroutine stop when that goroutine next parks or yields
+/// (there is no preemption, so a goroutine spinning without either delays
+/// this call). Goroutines queued on removed Ps move to the global queue.
+///
+/// # Errors
+/// `Error::Config` for 0 or more than [`MAX_PROCS`].
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn set_procs(n: usize) -> Result<usize, Error> {
+    if n == 0 {
+        return Err(Error::Config(
+            "set_procs: procs must be at least 1, got 0".into(),
+        ));
+    }
+    if n > MAX_PROCS {
+        return Err(Error::Config(format!(
+            "set_procs: procs must be at most {MAX_PROCS}, got {n}"
+        )));
+    }
+    let g = running_g("set_procs");
+    let sched = sched_of(g);
+    while !sched.try_begin_stw() {
+        yield_now();
+    }
+    // SAFETY: g is the running goroutine; g.m is its current M (read after
+    // the last switch), which holds a P.
+    let old = sched.set_procs(unsafe { (*g).m.get() }, n);
+    sched.end_stw();
+    Ok(old)
 }
 
 /// Lets other goroutines run; this one goes to the back of its P's queue.

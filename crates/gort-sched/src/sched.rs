@@ -42,8 +42,7 @@ pub(crate) enum Request<'a> {
 /// M it is being handed to through `M::nextp` (seed 004: a P in transit
 /// has an owner).
 pub(crate) struct P {
-    /// Index in `allp`; shown in traces and dumps.
-    #[allow(dead_code)]
+    /// Index in `allp`.
     pub(crate) id: usize,
     pub(crate) runq: LocalQueue<G>,
     owned: UnsafeCell<POwned>,
@@ -54,6 +53,23 @@ struct POwned {
     gfree: Vec<*mut G>,
     stacks: StackCache,
 }
+
+impl P {
+    fn new(id: usize) -> Box<P> {
+        Box::new(P {
+            id,
+            runq: LocalQueue::new(),
+            owned: UnsafeCell::new(POwned {
+                schedtick: 0,
+                gfree: Vec::new(),
+                stacks: StackCache::new(),
+            }),
+        })
+    }
+}
+
+/// Most Ps a runtime can have (`procs`, `set_procs`).
+pub const MAX_PROCS: usize = 1024;
 
 // SAFETY: see P's invariants: non-atomic parts are single-owner.
 unsafe impl Sync for P {}
@@ -160,6 +176,9 @@ struct Locked {
     /// as in Go: `start_locked_m` may decrement it for an M that has not yet
     /// incremented it (its goroutine was readied before it got to sleep).
     nmidlelocked: isize,
+    /// Stop-the-world: Ps stopped so far, and how many are still running.
+    stw_stopped: Vec<*mut P>,
+    stw_wait_for: usize,
 }
 
 /// How `run` ended, decided by the main goroutine's exit or by checkdead.
@@ -181,10 +200,22 @@ pub(crate) enum Ending {
 #[allow(clippy::vec_box)]
 pub(crate) struct Sched {
     lock: Mutex<Locked>,
-    allp: Vec<Box<P>>,
+    /// Go's `allp`: slot i holds P i for i < nprocs. Slots are atomics and
+    /// Ps are never freed (`pstore` owns them), so a reader racing a
+    /// resize sees a valid P; only a stopped world changes the slots.
+    allp: Box<[AtomicPtr<P>]>,
+    pstore: Mutex<Vec<Box<P>>>,
     allgs: Mutex<Vec<Box<G>>>,
     allm: Mutex<Vec<Box<M>>>,
-    gomaxprocs: usize,
+    nprocs: AtomicUsize,
+    /// A stop-the-world is in progress (Go's `sched.gcwaiting`): Ms stop
+    /// their Ps at their next scheduling point, and a P that would go idle
+    /// is counted as stopped instead.
+    stw_wait: AtomicBool,
+    /// One stop-the-world at a time.
+    stw_active: AtomicBool,
+    /// Woken when the last P stops.
+    stw_note: Note,
     npidle: AtomicUsize,
     nmspinning: AtomicUsize,
     runq_len: AtomicUsize,
@@ -253,17 +284,14 @@ pub(crate) struct Config {
 
 impl Sched {
     pub(crate) fn new(config: Config, stacks: StackPool) -> Sched {
-        let allp: Vec<Box<P>> = (0..config.procs)
-            .map(|id| {
-                Box::new(P {
-                    id,
-                    runq: LocalQueue::new(),
-                    owned: UnsafeCell::new(POwned {
-                        schedtick: 0,
-                        gfree: Vec::new(),
-                        stacks: StackCache::new(),
-                    }),
-                })
+        let pstore: Vec<Box<P>> = (0..config.procs).map(P::new).collect();
+        let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS)
+            .map(|i| {
+                AtomicPtr::new(
+                    pstore
+                        .get(i)
+                        .map_or(ptr::null_mut(), |p| &**p as *const P as *mut P),
+                )
             })
             .collect();
         Sched {
@@ -275,11 +303,17 @@ impl Sched {
                 gfree: Vec::new(),
                 threads: Vec::new(),
                 nmidlelocked: 0,
+                stw_stopped: Vec::new(),
+                stw_wait_for: 0,
             }),
             allp,
+            pstore: Mutex::new(pstore),
             allgs: Mutex::new(Vec::new()),
             allm: Mutex::new(Vec::new()),
-            gomaxprocs: config.procs,
+            nprocs: AtomicUsize::new(config.procs),
+            stw_wait: AtomicBool::new(false),
+            stw_active: AtomicBool::new(false),
+            stw_note: Note::new(),
             npidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
             runq_len: AtomicUsize::new(0),
@@ -299,7 +333,18 @@ impl Sched {
     }
 
     pub(crate) fn procs(&self) -> usize {
-        self.gomaxprocs
+        self.nprocs.load(Ordering::Acquire)
+    }
+
+    /// P number `i` (< procs()).
+    fn p(&self, i: usize) -> &P {
+        // SAFETY: slots below nprocs hold Ps owned by pstore, never freed.
+        unsafe { &*self.allp[i].load(Ordering::Acquire) }
+    }
+
+    /// The current Ps (a snapshot of `allp[..procs]`).
+    fn allp(&self) -> impl Iterator<Item = &P> + '_ {
+        (0..self.procs()).map(|i| self.p(i))
     }
 
     pub(crate) fn num_goroutines(&self) -> usize {
@@ -316,13 +361,14 @@ impl Sched {
         let m0 = self.new_m_struct();
         let mut l = self.lock();
         l.mcount = 1;
-        for p in self.allp[1..].iter().rev() {
-            l.pidle.push(&**p as *const P as *mut P);
+        let n = self.procs();
+        for i in (1..n).rev() {
+            l.pidle.push(self.p(i) as *const P as *mut P);
         }
-        self.npidle.store(self.allp.len() - 1, Ordering::Release);
+        self.npidle.store(n - 1, Ordering::Release);
         drop(l);
         // SAFETY: m0 was just made; P 0 is owned by nobody yet.
-        unsafe { (*m0).p.set(&*self.allp[0] as *const P as *mut P) };
+        unsafe { (*m0).p.set(self.p(0) as *const P as *mut P) };
         m0
     }
 
@@ -469,7 +515,7 @@ impl Sched {
         if l.runq.is_empty() {
             return None;
         }
-        let mut n = (l.runq.len() / self.gomaxprocs + 1).min(l.runq.len());
+        let mut n = (l.runq.len() / self.procs() + 1).min(l.runq.len());
         if max > 0 {
             n = n.min(max);
         }
@@ -538,9 +584,25 @@ impl Sched {
         Some(p)
     }
 
+    /// Puts a P on the idle list, or, while the world is being stopped,
+    /// hands it to the stop instead (Go's check of `gcwaiting` in handoffp
+    /// and findRunnable): a P must never go idle unseen by a stop.
     fn pidle_put(&self, l: &mut Locked, p: *mut P) {
+        if self.stw_wait.load(Ordering::Acquire) {
+            self.stw_stop_p(l, p);
+            return;
+        }
         l.pidle.push(p);
         self.npidle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts `p` as stopped for the stop-the-world in progress.
+    fn stw_stop_p(&self, l: &mut Locked, p: *mut P) {
+        l.stw_stopped.push(p);
+        l.stw_wait_for -= 1;
+        if l.stw_wait_for == 0 {
+            self.stw_note.wake();
+        }
     }
 
     /// Go's `startm`: hands `p` to an idle M, or to a new one. Called with
@@ -829,6 +891,18 @@ impl Sched {
             if p.is_null() {
                 fatal("findRunnable: M without a P");
             }
+            if self.stw_wait.load(Ordering::Acquire) {
+                // Go's gcstopm: give the P to the stop, then idle.
+                if mr.spinning.replace(false) {
+                    self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+                }
+                mr.p.set(ptr::null_mut());
+                self.stw_stop_p(&mut self.lock(), p);
+                if !self.stopm(m) {
+                    return None;
+                }
+                continue 'top;
+            }
             // SAFETY: our M holds p.
             let owned = unsafe { (*p).owned() };
             if self.shutdown.load(Ordering::Acquire)
@@ -856,7 +930,9 @@ impl Sched {
             }
             // Spin: steal, but keep the number of spinning Ms at most half
             // the busy Ps, so that idle Ms do not burn CPU (Go's limit).
-            let busy = self.gomaxprocs - self.npidle.load(Ordering::Acquire);
+            let busy = self
+                .procs()
+                .saturating_sub(self.npidle.load(Ordering::Acquire));
             if mr.spinning.get() || 2 * self.nmspinning.load(Ordering::Acquire) < busy {
                 if !mr.spinning.get() {
                     mr.spinning.set(true);
@@ -883,7 +959,7 @@ impl Sched {
                 // Work may have been queued after we looked but before we
                 // stopped counting as spinning: whoever queued it saw us
                 // spinning and did not wake anyone. Look again.
-                let victim_has_work = self.allp.iter().any(|pp| !pp.runq.is_empty());
+                let victim_has_work = self.allp().any(|pp| !pp.runq.is_empty());
                 if victim_has_work || self.runq_len.load(Ordering::Acquire) > 0 {
                     let mut l = self.lock();
                     if let Some(p2) = self.pidle_get(&mut l) {
@@ -904,7 +980,7 @@ impl Sched {
     /// Steals from the other Ps in random order, four rounds, the last one
     /// also taking `runnext` (Go's `stealWork`).
     fn steal_work(&self, mr: &M, p: *mut P) -> Option<GRef> {
-        let n = self.allp.len();
+        let n = self.procs();
         if n == 1 {
             return None;
         }
@@ -914,7 +990,7 @@ impl Sched {
             let last = round == 3;
             let start = mr.fastrand() as usize % n;
             for i in 0..n {
-                let victim = &*self.allp[(start + i) % n];
+                let victim = self.p((start + i) % n);
                 if ptr::eq(victim, p) || victim.runq.is_empty() {
                     continue;
                 }
@@ -990,7 +1066,7 @@ impl Sched {
         if self.ngoroutines.load(Ordering::Acquire) == 0 || !l.runq.is_empty() {
             return None;
         }
-        if self.allp.iter().any(|p| !p.runq.is_empty()) {
+        if self.allp().any(|p| !p.runq.is_empty()) {
             return None;
         }
         Some(self.dump())
@@ -1074,6 +1150,103 @@ impl Sched {
                 let _ = t.join();
             }
         }
+    }
+
+    /// Go's `stopTheWorld` + `procresize` + `startTheWorld`, for
+    /// `set_procs`. Runs on the calling goroutine's M, which keeps its P
+    /// throughout; every other P is stopped first (idle ones at once,
+    /// running ones when their goroutine next parks or yields: there is no
+    /// preemption). Returns the previous number of Ps.
+    pub(crate) fn set_procs(&self, m: *mut M, n: usize) -> usize {
+        // SAFETY: m is the caller's M, holding a P.
+        let mr = unsafe { &*m };
+        let mine = mr.p.get();
+        let old = self.procs();
+        let mut l = self.lock();
+        self.stw_wait.store(true, Ordering::Release);
+        l.stw_wait_for = old - 1;
+        while let Some(p) = self.pidle_get(&mut l) {
+            self.stw_stop_p(&mut l, p);
+        }
+        let wait = l.stw_wait_for > 0;
+        drop(l);
+        if wait {
+            self.stw_note.sleep();
+            self.stw_note.clear();
+        }
+        // The world is stopped: every P but ours is in stw_stopped.
+        let mut l = self.lock();
+        let mut ps: Vec<*mut P> = std::mem::take(&mut l.stw_stopped);
+        ps.push(mine);
+        debug_assert_eq!(ps.len(), old, "stop-the-world missed a P");
+        {
+            let mut pstore = self.pstore.lock().unwrap_or_else(|e| e.into_inner());
+            for i in old..n {
+                if pstore.len() <= i {
+                    pstore.push(P::new(i));
+                }
+                let p = &*pstore[i] as *const P as *mut P;
+                self.allp[i].store(p, Ordering::Release);
+                ps.push(p);
+            }
+        }
+        // Ps beyond the new count are destroyed: their goroutines go to
+        // the global queue, their caches to the shared pools.
+        for &p in ps.iter().filter(|&&p| {
+            // SAFETY: every P in ps is stopped and owned by us now.
+            unsafe { (*p).id >= n }
+        }) {
+            // SAFETY: as above.
+            let pr = unsafe { &*p };
+            // SAFETY: as above.
+            unsafe { pr.queue() }.drain(|g| l.runq.push_back(GRef(g)));
+            // SAFETY: as above.
+            let owned = unsafe { pr.owned() };
+            owned.stacks.flush(&self.stacks);
+            l.gfree.append(&mut owned.gfree);
+        }
+        self.runq_len.store(l.runq.len(), Ordering::Release);
+        self.nprocs.store(n, Ordering::Release);
+        // SAFETY: as above.
+        let mine = if unsafe { (*mine).id } >= n {
+            self.p(0) as *const P as *mut P
+        } else {
+            mine
+        };
+        mr.p.set(mine);
+        self.stw_wait.store(false, Ordering::Release);
+        let mut runnable = Vec::new();
+        for &p in &ps {
+            // SAFETY: as above.
+            let pr = unsafe { &*p };
+            if pr.id >= n || p == mine {
+                continue;
+            }
+            if pr.runq.is_empty() {
+                self.pidle_put(&mut l, p);
+            } else {
+                runnable.push(p);
+            }
+        }
+        drop(l);
+        for p in runnable {
+            let l = self.lock();
+            self.startm(l, p, false);
+        }
+        self.wakep();
+        old
+    }
+
+    /// Serializes stop-the-worlds; a goroutine waiting for another one
+    /// yields, so that its P can be stopped by the one in progress.
+    pub(crate) fn try_begin_stw(&self) -> bool {
+        self.stw_active
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn end_stw(&self) {
+        self.stw_active.store(false, Ordering::Release);
     }
 
     /// Go's `execute`: runs g on this M until it comes back to g0, then acts

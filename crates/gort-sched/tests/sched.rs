@@ -572,3 +572,60 @@ fn goroutine_locals_are_per_goroutine_follow_it_across_threads_and_drop_at_exit(
         "each goroutine's value dropped once"
     );
 }
+
+#[test]
+fn set_procs_cycles_during_many_spawns_without_a_hang() {
+    let (spawns, cycles) = if under_qemu() {
+        (10_000u64, 60)
+    } else {
+        (100_000u64, 300)
+    };
+    let (sum, seen) = rt(2)
+        .run(move || {
+            let worker = go(move || {
+                let mut sum = 0u64;
+                let mut next = 0u64;
+                while next < spawns {
+                    let batch: Vec<_> = (next..(next + 500).min(spawns))
+                        .map(|i| go(move || i))
+                        .collect();
+                    next += batch.len() as u64;
+                    sum += batch.into_iter().map(|h| h.join().unwrap()).sum::<u64>();
+                }
+                sum
+            });
+            let mut seen = Vec::new();
+            for c in 0..cycles {
+                let n = 1 + c % 4;
+                gort_sched::set_procs(n).unwrap();
+                seen.push(procs());
+                yield_now();
+            }
+            (worker.join().unwrap(), seen)
+        })
+        .unwrap();
+    assert_eq!(
+        sum,
+        spawns * (spawns - 1) / 2,
+        "every goroutine ran exactly once"
+    );
+    let want: Vec<usize> = (0..cycles).map(|c| 1 + c % 4).collect();
+    assert_eq!(seen, want, "procs() follows set_procs");
+}
+
+#[test]
+fn set_procs_rejects_zero_and_returns_the_previous_count() {
+    rt(3)
+        .run(|| {
+            let err = gort_sched::set_procs(0).unwrap_err();
+            assert!(err.to_string().contains("at least 1, got 0"), "{err}");
+            assert_eq!(procs(), 3);
+            assert_eq!(gort_sched::set_procs(5).unwrap(), 3);
+            // Goroutines spread over the new Ps still all finish.
+            let hs: Vec<_> = (0..100).map(|i| go(move || i)).collect();
+            assert_eq!(hs.into_iter().map(|h| h.join().unwrap()).sum::<i32>(), 4950);
+            assert_eq!(gort_sched::set_procs(1).unwrap(), 5);
+            assert_eq!(procs(), 1);
+        })
+        .unwrap();
+}
