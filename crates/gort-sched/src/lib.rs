@@ -22,6 +22,7 @@ pub mod runq;
 mod runtime;
 mod sched;
 mod sync;
+mod wake;
 
 pub use g::{GRef, Status, WaitReason};
 pub use local::LocalKey;
@@ -31,3 +32,4 @@ pub use runtime::{
     GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
 };
 pub use sched::MAX_PROCS;
+pub use wake::{park_with, sleep, Waker, Woke};

@@ -180,11 +180,26 @@ impl Runtime {
             crate::sched::restore_current(saved);
             return Err(Error::Resource(e.to_string()));
         }
+        let sysmon = {
+            let sched = sched.clone();
+            std::thread::Builder::new()
+                .name("gort-sysmon".into())
+                .spawn(move || sched.sysmon())
+                .map_err(|e| Error::Resource(format!("cannot start sysmon: {e}")))
+        };
+        let sysmon = match sysmon {
+            Ok(t) => t,
+            Err(e) => {
+                crate::sched::restore_current(saved);
+                return Err(e);
+            }
+        };
         sched.schedule(m0);
         // M0 leaves its loop early only when a goroutine exited while
         // locked to it; then it waits here for the end of the run.
         sched.wait_done();
         sched.join_threads();
+        let _ = sysmon.join();
         crate::sched::restore_current(saved);
         let ending = sched.take_ending();
         drop(sched);

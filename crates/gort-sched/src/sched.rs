@@ -14,13 +14,16 @@
 use crate::g::{GRef, Status, WaitReason, G};
 use crate::note::Note;
 use crate::runq::{LocalQueue, Owner};
+use crate::wake::Waker;
 use gort_arch::Context;
 use gort_stack::{StackCache, StackPool};
 use std::cell::{Cell, UnsafeCell};
-use std::collections::VecDeque;
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 /// A goroutine's request to its M's g0 (Go's `mcall(fn)`).
 pub(crate) enum Request<'a> {
@@ -189,6 +192,31 @@ pub(crate) enum Ending {
     Deadlock(String),
 }
 
+/// A goroutine's deadline: at `when`, `waker` times out (if nothing woke it
+/// first). Ordered by (when, seq).
+pub(crate) struct TimerEntry {
+    when: Instant,
+    seq: u64,
+    waker: Waker,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.when, self.seq) == (other.when, other.seq)
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.when, self.seq).cmp(&(other.when, other.seq))
+    }
+}
+
 /// One runtime's scheduler state (Go's `schedt` plus `allp`, `allgs`).
 ///
 /// Must hold: lives (in an Arc held by `Runtime::run`) until every M of the
@@ -216,6 +244,18 @@ pub(crate) struct Sched {
     stw_active: AtomicBool,
     /// Woken when the last P stops.
     stw_note: Note,
+    /// Timers of parked goroutines (park_with deadlines, sleep), earliest
+    /// first; fired by sysmon. Lock order: `lock` before `timers`.
+    timers: Mutex<BinaryHeap<Reverse<TimerEntry>>>,
+    /// Timers taken off the heap by sysmon and not yet fired: incremented
+    /// under the `timers` lock, decremented once the waiter is on a run
+    /// queue, so checkdead always sees either the timer or the goroutine.
+    timers_firing: AtomicUsize,
+    timer_seq: AtomicU64,
+    /// sysmon sleeps on this until the next timer, or until woken.
+    sysmon_note: Note,
+    /// The run is over: sysmon exits.
+    finished: AtomicBool,
     npidle: AtomicUsize,
     nmspinning: AtomicUsize,
     runq_len: AtomicUsize,
@@ -314,6 +354,11 @@ impl Sched {
             stw_wait: AtomicBool::new(false),
             stw_active: AtomicBool::new(false),
             stw_note: Note::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            timers_firing: AtomicUsize::new(0),
+            timer_seq: AtomicU64::new(0),
+            sysmon_note: Note::new(),
+            finished: AtomicBool::new(false),
             npidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
             runq_len: AtomicUsize::new(0),
@@ -1066,6 +1111,14 @@ impl Sched {
         if self.ngoroutines.load(Ordering::Acquire) == 0 || !l.runq.is_empty() {
             return None;
         }
+        // A pending timer will wake a goroutine. (A timer whose waiter was
+        // woken otherwise stays until it fires; sysmon re-checks then.)
+        {
+            let timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            if !timers.is_empty() || self.timers_firing.load(Ordering::Acquire) != 0 {
+                return None;
+            }
+        }
         if self.allp().any(|p| !p.runq.is_empty()) {
             return None;
         }
@@ -1249,6 +1302,74 @@ impl Sched {
         self.stw_active.store(false, Ordering::Release);
     }
 
+    /// Arms a deadline for a parked goroutine's waker (park_with).
+    pub(crate) fn add_timer(&self, when: Instant, waker: Waker) {
+        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        let earliest = {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            t.push(Reverse(TimerEntry { when, seq, waker }));
+            t.peek().is_some_and(|Reverse(e)| e.seq == seq)
+        };
+        if earliest {
+            // sysmon may be sleeping until a later deadline, or forever.
+            self.sysmon_note.wake();
+        }
+    }
+
+    /// Go's `sysmon`: a thread without a P. Fires timers when they are due
+    /// and sleeps until the next one; with none pending it sleeps until a
+    /// timer is added, so an idle runtime costs no CPU. (Retaking Ps from
+    /// Ms stuck in syscalls comes with syscalls, issue 6.)
+    pub(crate) fn sysmon(&self) {
+        loop {
+            if self.finished.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            let next = {
+                let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+                while t.peek().is_some_and(|Reverse(e)| e.when <= now) {
+                    expired.push(t.pop().expect("peeked").0.waker);
+                }
+                self.timers_firing
+                    .fetch_add(expired.len(), Ordering::AcqRel);
+                t.peek().map(|Reverse(e)| e.when)
+            };
+            let fired = !expired.is_empty();
+            for waker in expired {
+                waker.time_out();
+                self.timers_firing.fetch_sub(1, Ordering::AcqRel);
+            }
+            if fired {
+                // Timers that fired for waiters already woken may have
+                // been all that kept checkdead quiet.
+                self.sysmon_checkdead();
+            }
+            match next {
+                Some(when) => {
+                    let now = Instant::now();
+                    if when > now {
+                        self.sysmon_note.sleep_timeout(when - now);
+                    }
+                }
+                None => self.sysmon_note.sleep(),
+            }
+            self.sysmon_note.clear();
+        }
+    }
+
+    fn sysmon_checkdead(&self) {
+        let l = self.lock();
+        if let Some(dump) = self.checkdead(&l) {
+            drop(l);
+            self.set_ending(Ending::Deadlock(dump));
+            // Readies every waiting goroutine through the global queue and
+            // wakes an idle M to run them (sysmon has no P).
+            self.begin_shutdown();
+        }
+    }
+
     /// Go's `execute`: runs g on this M until it comes back to g0, then acts
     /// on its request.
     fn execute(&self, m: *mut M, g: GRef, inherit: bool) {
@@ -1353,6 +1474,8 @@ impl Sched {
             self.begin_shutdown();
         }
         if left == 0 && self.shutdown.load(Ordering::Acquire) {
+            self.finished.store(true, Ordering::Release);
+            self.sysmon_note.wake();
             self.done.wake();
             self.wake_all_idle();
         }

@@ -1,0 +1,218 @@
+//! One wakeup primitive for goroutines and plain threads, with an optional
+//! deadline: [`park_with`] and [`Waker`]. The layers above (channels,
+//! select, Mutex, WaitGroup, sleep) are built on it.
+//!
+//! A `Waker` is a one-shot: of its `wake()` calls and its deadline, the
+//! first wins, and only that one makes the waiter runnable. That is what a
+//! channel needs (a sender skips a receiver whose timeout already fired)
+//! and what `select!` needs (one waker registered on several channels).
+
+use crate::g::{GRef, WaitReason};
+use crate::runtime::{current, park};
+use crate::sched::Sched;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const WAITING: u8 = 0;
+const WOKEN: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+enum Target {
+    Goroutine(GRef),
+    Thread(std::thread::Thread),
+}
+
+/// Must hold: `state` leaves WAITING exactly once (CAS), and only the
+/// winner makes the target runnable.
+struct Shared {
+    state: AtomicU8,
+    target: Target,
+}
+
+/// Wakes one parked goroutine or thread, once. Cheap to clone; clones share
+/// the one-shot.
+#[derive(Clone)]
+pub struct Waker(Arc<Shared>);
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waker")
+            .field("state", &self.0.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// How a [`park_with`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woke {
+    /// A `Waker::wake` won (or `register` declined to park).
+    Woken,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Waker {
+    /// Makes the waiter runnable, unless someone else (another `wake`, or
+    /// the deadline) already did. Returns whether this call was the one.
+    pub fn wake(&self) -> bool {
+        self.finish(WOKEN)
+    }
+
+    /// Whether the waiter is still waiting (a snapshot).
+    pub fn is_waiting(&self) -> bool {
+        self.0.state.load(Ordering::Acquire) == WAITING
+    }
+
+    pub(crate) fn time_out(&self) -> bool {
+        self.finish(TIMED_OUT)
+    }
+
+    fn finish(&self, to: u8) -> bool {
+        if self
+            .0
+            .state
+            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        match &self.0.target {
+            Target::Goroutine(g) => crate::runtime::ready(*g),
+            Target::Thread(t) => t.unpark(),
+        }
+        true
+    }
+
+    fn outcome(&self) -> Option<Woke> {
+        match self.0.state.load(Ordering::Acquire) {
+            WOKEN => Some(Woke::Woken),
+            TIMED_OUT => Some(Woke::TimedOut),
+            _ => None,
+        }
+    }
+}
+
+/// Parks the current goroutine, or blocks the current plain thread, until
+/// a [`Waker`] given to `register` is woken or `deadline` passes.
+///
+/// `register(&waker)` runs once, when the waiter can no longer miss a
+/// wakeup (for a goroutine: on the scheduler's stack, after it is fully
+/// suspended), typically under the lock of the structure being waited on:
+/// it publishes the waker and returns true, or returns false without
+/// publishing it if the condition is already met, and then `park_with`
+/// returns [`Woke::Woken`] at once.
+///
+/// On a goroutine, during the runtime's shutdown the park unwinds instead
+/// (see [`park`]).
+pub fn park_with(
+    reason: WaitReason,
+    deadline: Option<Instant>,
+    register: impl FnOnce(&Waker) -> bool,
+) -> Woke {
+    match current() {
+        Some(g) => park_goroutine(g, reason, deadline, register),
+        None => park_thread(deadline, register),
+    }
+}
+
+fn park_goroutine(
+    g: GRef,
+    reason: WaitReason,
+    deadline: Option<Instant>,
+    register: impl FnOnce(&Waker) -> bool,
+) -> Woke {
+    let waker = Waker(Arc::new(Shared {
+        state: AtomicU8::new(WAITING),
+        target: Target::Goroutine(g),
+    }));
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        // Already late: register nothing; a zero-length wait times out,
+        // unless the condition already holds.
+        let probe = Waker(Arc::new(Shared {
+            state: AtomicU8::new(WAITING),
+            target: Target::Goroutine(g),
+        }));
+        if !register(&probe) {
+            return Woke::Woken;
+        }
+        return if probe.finish_quietly() {
+            Woke::TimedOut
+        } else {
+            Woke::Woken
+        };
+    }
+    // SAFETY: a running goroutine's Sched lives while it runs.
+    let sched: &Sched = unsafe { &*(*g.as_ptr()).sched };
+    let mut register = Some(register);
+    let mut declined = false;
+    loop {
+        park(reason, |_| {
+            if let Some(register) = register.take() {
+                if !register(&waker) {
+                    declined = true;
+                    return false;
+                }
+                if let Some(d) = deadline {
+                    sched.add_timer(d, waker.clone());
+                }
+                true
+            } else {
+                // Re-park after a spurious wakeup: only if still waiting.
+                waker.is_waiting()
+            }
+        });
+        if declined {
+            return Woke::Woken;
+        }
+        if let Some(woke) = waker.outcome() {
+            return woke;
+        }
+    }
+}
+
+impl Waker {
+    /// Times out a waker that was registered but whose waiter never slept:
+    /// true if the timeout won (no wake came in between).
+    fn finish_quietly(&self) -> bool {
+        self.0
+            .state
+            .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+fn park_thread(deadline: Option<Instant>, register: impl FnOnce(&Waker) -> bool) -> Woke {
+    let waker = Waker(Arc::new(Shared {
+        state: AtomicU8::new(WAITING),
+        target: Target::Thread(std::thread::current()),
+    }));
+    if !register(&waker) {
+        return Woke::Woken;
+    }
+    loop {
+        if let Some(woke) = waker.outcome() {
+            return woke;
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    if waker.finish_quietly() {
+                        return Woke::TimedOut;
+                    }
+                    continue;
+                }
+                std::thread::park_timeout(d - now);
+            }
+        }
+    }
+}
+
+/// Sleeps for `d`: parks the goroutine (a plain thread sleeps). Go's
+/// `time.Sleep`.
+pub fn sleep(d: std::time::Duration) {
+    let deadline = Instant::now() + d;
+    while park_with(WaitReason::Sleep, Some(deadline), |_| true) != Woke::TimedOut {}
+}
