@@ -1,0 +1,836 @@
+//! Go's channels: [`bounded`] (capacity 0 is a rendezvous) and
+//! [`unbounded`], multi-producer multi-consumer, for goroutines and plain
+//! threads alike. The error types follow crossbeam-channel's.
+//!
+//! A channel is a lock around a buffer and two wait queues (Go's `hchan`
+//! with `recvq` and `sendq`). A sender that finds a parked receiver hands
+//! the value straight into the receiver's entry and wakes it (it runs next
+//! on the sender's P); a receiver that finds a parked sender takes the
+//! value from the sender's entry. See `docs/sync.md` for the protocol
+//! between the one-shot waker and the entries that makes sure no value
+//! is lost to a waiter whose timeout fired.
+
+use crate::park::{wait, Signal};
+use gort_sched::{WaitReason, Woke};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+// ---- errors ------------------------------------------------------------------
+
+/// [`Sender::send`] failed because every receiver is gone; the value is
+/// returned.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct SendError<T>(pub T);
+
+/// [`Sender::try_send`] failed; the value is returned.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TrySendError<T> {
+    /// The buffer is full (or, for a rendezvous channel, no receiver is
+    /// waiting).
+    Full(T),
+    /// Every receiver is gone.
+    Disconnected(T),
+}
+
+/// [`Sender::send_timeout`] failed; the value is returned.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// The deadline passed before the value could be sent.
+    Timeout(T),
+    /// Every receiver is gone.
+    Disconnected(T),
+}
+
+/// [`Receiver::recv`] failed: the channel is empty and every sender is
+/// gone.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct RecvError;
+
+/// [`Receiver::try_recv`] failed.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub enum TryRecvError {
+    /// Nothing to receive now.
+    Empty,
+    /// The channel is empty and every sender is gone.
+    Disconnected,
+}
+
+/// [`Receiver::recv_timeout`] failed.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub enum RecvTimeoutError {
+    /// The deadline passed with nothing received.
+    Timeout,
+    /// The channel is empty and every sender is gone.
+    Disconnected,
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError { .. }")
+    }
+}
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a disconnected channel")
+    }
+}
+impl<T: Send> std::error::Error for SendError<T> {}
+impl<T> SendError<T> {
+    /// The value that could not be sent.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Disconnected(_) => f.write_str("Disconnected(..)"),
+        }
+    }
+}
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("sending on a full channel"),
+            TrySendError::Disconnected(_) => f.write_str("sending on a disconnected channel"),
+        }
+    }
+}
+impl<T: Send> std::error::Error for TrySendError<T> {}
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        TrySendError::Disconnected(e.0)
+    }
+}
+impl<T> TrySendError<T> {
+    /// The value that could not be sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(v) | TrySendError::Disconnected(v) => v,
+        }
+    }
+    /// Whether the send failed because the channel was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+    /// Whether the send failed because every receiver is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TrySendError::Disconnected(_))
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendTimeoutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+        }
+    }
+}
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("timed out waiting on send operation"),
+            SendTimeoutError::Disconnected(_) => f.write_str("sending on a disconnected channel"),
+        }
+    }
+}
+impl<T: Send> std::error::Error for SendTimeoutError<T> {}
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    fn from(e: SendError<T>) -> Self {
+        SendTimeoutError::Disconnected(e.0)
+    }
+}
+impl<T> SendTimeoutError<T> {
+    /// The value that could not be sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(v) | SendTimeoutError::Disconnected(v) => v,
+        }
+    }
+    /// Whether the send timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+    /// Whether the send failed because every receiver is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendTimeoutError::Disconnected(_))
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("receiving on an empty and disconnected channel")
+    }
+}
+impl std::error::Error for RecvError {}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("receiving on an empty channel"),
+            TryRecvError::Disconnected => {
+                f.write_str("receiving on an empty and disconnected channel")
+            }
+        }
+    }
+}
+impl std::error::Error for TryRecvError {}
+impl From<RecvError> for TryRecvError {
+    fn from(_: RecvError) -> Self {
+        TryRecvError::Disconnected
+    }
+}
+impl TryRecvError {
+    /// Whether nothing was there to receive.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+    /// Whether the channel is empty and every sender is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryRecvError::Disconnected)
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("timed out waiting on receive operation"),
+            RecvTimeoutError::Disconnected => {
+                f.write_str("receiving on an empty and disconnected channel")
+            }
+        }
+    }
+}
+impl std::error::Error for RecvTimeoutError {}
+impl From<RecvError> for RecvTimeoutError {
+    fn from(_: RecvError) -> Self {
+        RecvTimeoutError::Disconnected
+    }
+}
+impl RecvTimeoutError {
+    /// Whether the receive timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+    /// Whether the channel is empty and every sender is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvTimeoutError::Disconnected)
+    }
+}
+
+// ---- entries: one parked operation --------------------------------------------
+
+/// What the channel side did to a parked operation before waking it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// Nothing (yet, or undone because the wake lost).
+    Pending,
+    /// The value moved: into a receiver's entry, or out of a sender's.
+    Done,
+    /// The other side disconnected.
+    Closed,
+}
+
+/// One parked send or receive: the value slot it exchanges through.
+///
+/// Must hold (the one-shot protocol, docs/sync.md):
+/// - While the entry is in a wait queue, only a holder of the channel's
+///   lock changes it; it changes `state` from Pending (moving the value)
+///   only right before calling the waiter's `wake()`, and if that `wake()`
+///   loses, puts everything back (value and Pending) before unlocking.
+/// - So the waiter, once its park returns `Woken` for a one-channel
+///   operation, finds Done or Closed; and after it removes its entry under
+///   the lock (timeout, select, unwinding) it finds the entry as the last
+///   holder of the lock left it: Pending with its value back, or the
+///   completed state of the one wake that won.
+pub(crate) struct Entry<T> {
+    cell: Mutex<(State, Option<T>)>,
+}
+
+impl<T> Entry<T> {
+    pub(crate) fn new(value: Option<T>) -> Arc<Self> {
+        Arc::new(Entry {
+            cell: Mutex::new((State::Pending, value)),
+        })
+    }
+
+    fn cell(&self) -> MutexGuard<'_, (State, Option<T>)> {
+        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state, and the value left in the entry, taken out.
+    pub(crate) fn finish(&self) -> (State, Option<T>) {
+        let mut c = self.cell();
+        (c.0, c.1.take())
+    }
+}
+
+/// A parked operation in a wait queue. `owner` is 0 for a plain send or
+/// receive and a `select!`'s token for its arms, so a select does not count
+/// its own entries as a ready partner.
+pub(crate) struct Waiter<T> {
+    waker: Signal,
+    entry: Arc<Entry<T>>,
+    owner: usize,
+}
+
+impl<T> Waiter<T> {
+    /// Receiver side: the value goes into the entry, then the wake. Gives
+    /// the value back if the wake lost (the waiter timed out, or its select
+    /// was completed by another channel).
+    fn deliver(&self, v: T) -> Result<(), T> {
+        *self.entry.cell() = (State::Done, Some(v));
+        if self.waker.wake() {
+            return Ok(());
+        }
+        let mut c = self.entry.cell();
+        c.0 = State::Pending;
+        Err(c.1.take().expect("an undone delivery keeps its value"))
+    }
+
+    /// Sender side: the value comes out of the entry before the wake, and
+    /// goes back in if the wake lost.
+    fn take(&self) -> Option<T> {
+        let v = {
+            let mut c = self.entry.cell();
+            c.0 = State::Done;
+            c.1.take().expect("a parked sender's entry holds its value")
+        };
+        if self.waker.wake() {
+            return Some(v);
+        }
+        *self.entry.cell() = (State::Pending, Some(v));
+        None
+    }
+
+    /// The other side is gone: wake with Closed (undone if the wake lost).
+    fn close(&self) {
+        self.entry.cell().0 = State::Closed;
+        if !self.waker.wake() {
+            self.entry.cell().0 = State::Pending;
+        }
+    }
+
+    /// A partner that can complete an operation now: still waiting, and not
+    /// an arm of the select asking.
+    fn is_partner_for(&self, token: usize) -> bool {
+        (token == 0 || self.owner != token) && self.waker.is_waiting()
+    }
+}
+
+// ---- the channel ----------------------------------------------------------------
+
+/// Must hold, under `Chan::inner`'s lock:
+/// - `recvq` non-empty (of live waiters) only while `buf` is empty, and
+///   `sendq` only while `buf` is full; stale waiters (their wake already
+///   lost) may linger in either until someone pops or removes them.
+/// - `buf.len() <= cap` for a bounded channel.
+/// - after `tx_gone`, nothing enters `buf` or `sendq`; after `rx_gone`,
+///   `buf` stays empty and nothing enters `recvq`.
+pub(crate) struct Inner<T> {
+    buf: VecDeque<T>,
+    recvq: VecDeque<Waiter<T>>,
+    sendq: VecDeque<Waiter<T>>,
+    tx_gone: bool,
+    rx_gone: bool,
+}
+
+pub(crate) struct Chan<T> {
+    inner: Mutex<Inner<T>>,
+    /// None: unbounded.
+    cap: Option<usize>,
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+}
+
+/// Which queue a registration is in.
+#[derive(Clone, Copy)]
+pub(crate) enum Dir {
+    Send,
+    Recv,
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // No user code runs under the lock (values are dropped after it is
+        // released), so a poisoned lock still guards a consistent channel.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has_room(&self, g: &Inner<T>) -> bool {
+        self.cap.is_none_or(|c| g.buf.len() < c)
+    }
+
+    pub(crate) fn try_send_locked(
+        &self,
+        g: &mut Inner<T>,
+        mut v: T,
+    ) -> Result<(), TrySendError<T>> {
+        if g.rx_gone {
+            return Err(TrySendError::Disconnected(v));
+        }
+        while let Some(w) = g.recvq.pop_front() {
+            match w.deliver(v) {
+                Ok(()) => return Ok(()),
+                Err(back) => v = back,
+            }
+        }
+        if self.has_room(g) {
+            g.buf.push_back(v);
+            return Ok(());
+        }
+        Err(TrySendError::Full(v))
+    }
+
+    pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<T, TryRecvError> {
+        if let Some(v) = g.buf.pop_front() {
+            // The buffer had been full: move a parked sender's value in
+            // behind (Go's recv on a full buffered channel).
+            while let Some(w) = g.sendq.pop_front() {
+                if let Some(sv) = w.take() {
+                    g.buf.push_back(sv);
+                    break;
+                }
+            }
+            return Ok(v);
+        }
+        while let Some(w) = g.sendq.pop_front() {
+            if let Some(v) = w.take() {
+                return Ok(v);
+            }
+        }
+        if g.tx_gone {
+            Err(TryRecvError::Disconnected)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    /// Whether a send could complete now (or fail: disconnected), not
+    /// counting waiters of the select `token`.
+    pub(crate) fn send_ready(&self, g: &Inner<T>, token: usize) -> bool {
+        g.rx_gone || self.has_room(g) || g.recvq.iter().any(|w| w.is_partner_for(token))
+    }
+
+    /// Whether a receive could complete now (or fail: disconnected).
+    pub(crate) fn recv_ready(&self, g: &Inner<T>, token: usize) -> bool {
+        !g.buf.is_empty() || g.tx_gone || g.sendq.iter().any(|w| w.is_partner_for(token))
+    }
+
+    pub(crate) fn enqueue(
+        g: &mut Inner<T>,
+        dir: Dir,
+        waker: &Signal,
+        entry: Arc<Entry<T>>,
+        owner: usize,
+    ) {
+        let w = Waiter {
+            waker: waker.clone(),
+            entry,
+            owner,
+        };
+        match dir {
+            Dir::Send => g.sendq.push_back(w),
+            Dir::Recv => g.recvq.push_back(w),
+        }
+    }
+
+    /// Takes `entry` out of its queue if it is still there. The removed
+    /// waiter is returned so that the caller drops it after unlocking.
+    pub(crate) fn dequeue(g: &mut Inner<T>, dir: Dir, entry: &Arc<Entry<T>>) -> Option<Waiter<T>> {
+        let q = match dir {
+            Dir::Send => &mut g.sendq,
+            Dir::Recv => &mut g.recvq,
+        };
+        let i = q.iter().position(|w| Arc::ptr_eq(&w.entry, entry))?;
+        q.remove(i)
+    }
+}
+
+/// A registration in a wait queue, removed on drop unless disarmed (after a
+/// wake popped it). Keeps queues free of entries of goroutines unwound at
+/// shutdown.
+struct Registered<'a, T> {
+    chan: &'a Chan<T>,
+    entry: Arc<Entry<T>>,
+    dir: Dir,
+    armed: bool,
+}
+
+impl<T> Drop for Registered<'_, T> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut g = self.chan.lock();
+            let removed = Chan::dequeue(&mut g, self.dir, &self.entry);
+            drop(g);
+            drop(removed);
+        }
+    }
+}
+
+impl<T> Chan<T> {
+    fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        let mut g = self.lock();
+        let v = match self.try_send_locked(&mut g, v) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Full(v)) => v,
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            drop(g);
+            return Err(SendTimeoutError::Timeout(v));
+        }
+        let entry = Entry::new(Some(v));
+        let (state, value) = self.park(g, Dir::Send, WaitReason::ChanSend, deadline, entry);
+        match (state, value) {
+            (State::Done, None) => Ok(()),
+            (State::Closed, Some(v)) => Err(SendTimeoutError::Disconnected(v)),
+            (State::Pending, Some(v)) => Err(SendTimeoutError::Timeout(v)),
+            (s, v) => unreachable!("send ended {s:?} with value {}", v.is_some()),
+        }
+    }
+
+    fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut g = self.lock();
+        match self.try_recv_locked(&mut g) {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(RecvTimeoutError::Timeout);
+        }
+        let entry = Entry::new(None);
+        match self.park(g, Dir::Recv, WaitReason::ChanReceive, deadline, entry) {
+            (State::Done, Some(v)) => Ok(v),
+            (State::Closed, None) => Err(RecvTimeoutError::Disconnected),
+            (State::Pending, None) => Err(RecvTimeoutError::Timeout),
+            (s, v) => unreachable!("receive ended {s:?} with value {}", v.is_some()),
+        }
+    }
+
+    /// Parks on one queue with `entry`, holding the lock `g` from the failed
+    /// attempt until the entry is queued (on the scheduler's stack, once
+    /// this goroutine is suspended), so no wakeup can be missed. Returns the
+    /// entry's final state and value.
+    fn park(
+        &self,
+        mut g: MutexGuard<'_, Inner<T>>,
+        dir: Dir,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+        entry: Arc<Entry<T>>,
+    ) -> (State, Option<T>) {
+        let mut reg = Registered {
+            chan: self,
+            entry: entry.clone(),
+            dir,
+            armed: true,
+        };
+        let woke = wait(reason, deadline, move |waker| {
+            Chan::enqueue(&mut g, dir, waker, entry, 0);
+            drop(g);
+            true
+        });
+        if woke == Woke::Woken {
+            // The winner of the wake popped the entry and completed it (the
+            // only other contender, the deadline, lost).
+            reg.armed = false;
+        }
+        let entry = reg.entry.clone();
+        // Timed out: take the entry out under the lock. Anyone who popped it
+        // first has put it back as it was (their wake lost).
+        drop(reg);
+        entry.finish()
+    }
+
+    fn disconnect_senders(&self) {
+        let mut g = self.lock();
+        g.tx_gone = true;
+        let waiters = std::mem::take(&mut g.recvq);
+        for w in &waiters {
+            w.close();
+        }
+        drop(g);
+        drop(waiters);
+    }
+
+    fn disconnect_receivers(&self) {
+        let mut g = self.lock();
+        g.rx_gone = true;
+        let waiters = std::mem::take(&mut g.sendq);
+        for w in &waiters {
+            w.close();
+        }
+        // Nobody can receive them any more: drop them now (after unlocking:
+        // a value's Drop may use channels), as crossbeam does.
+        let buf = std::mem::take(&mut g.buf);
+        drop(g);
+        drop(waiters);
+        drop(buf);
+    }
+}
+
+// ---- public ends -------------------------------------------------------------------
+
+/// The sending end of a channel. Clone it for more senders; when the last
+/// one is dropped, receivers drain what is buffered and then get
+/// [`RecvError`].
+pub struct Sender<T> {
+    pub(crate) chan: Arc<Chan<T>>,
+}
+
+/// The receiving end of a channel. Clone it for more receivers; when the
+/// last one is dropped, sends fail and give their value back, and buffered
+/// values are dropped.
+pub struct Receiver<T> {
+    pub(crate) chan: Arc<Chan<T>>,
+}
+
+/// A channel of capacity `cap`: sends block while `cap` values are
+/// buffered. `cap == 0` makes a rendezvous channel (Go's unbuffered
+/// channel): a send completes only when a receiver takes the value.
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    new(Some(cap))
+}
+
+/// A channel whose sends never block.
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    new(None)
+}
+
+fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(Chan {
+        inner: Mutex::new(Inner {
+            buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
+            recvq: VecDeque::new(),
+            sendq: VecDeque::new(),
+            tx_gone: false,
+            rx_gone: false,
+        }),
+        cap,
+        senders: AtomicUsize::new(1),
+        receivers: AtomicUsize::new(1),
+    });
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+fn deadline_after(d: Duration) -> Option<Instant> {
+    // An overflowing timeout is no timeout.
+    Instant::now().checked_add(d)
+}
+
+impl<T> Sender<T> {
+    /// Sends `v`, blocking (parking the goroutine) while the channel is full
+    /// or, for a rendezvous channel, until a receiver takes it. Fails only
+    /// when every receiver is gone, returning `v`.
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        self.chan.send(v, None).map_err(|e| match e {
+            SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => SendError(v),
+        })
+    }
+
+    /// Sends `v` if that can be done without blocking.
+    pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        let mut g = self.chan.lock();
+        let r = self.chan.try_send_locked(&mut g, v);
+        drop(g);
+        r
+    }
+
+    /// Sends `v`, blocking at most `timeout`.
+    pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.chan.send(v, deadline_after(timeout))
+    }
+
+    /// Sends `v`, blocking until `deadline` at most.
+    pub fn send_deadline(&self, v: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
+        self.chan.send(v, Some(deadline))
+    }
+
+    /// Values buffered now.
+    pub fn len(&self) -> usize {
+        self.chan.lock().buf.len()
+    }
+
+    /// Whether nothing is buffered now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity; None for an unbounded channel.
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.cap
+    }
+
+    /// Whether both ends belong to the same channel.
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives a value, blocking (parking the goroutine) while the channel
+    /// is empty. Fails when it is empty and every sender is gone.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.chan.recv(None).map_err(|_| RecvError)
+    }
+
+    /// Receives a value if one is there now (buffered, or offered by a
+    /// parked sender).
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut g = self.chan.lock();
+        let r = self.chan.try_recv_locked(&mut g);
+        drop(g);
+        r
+    }
+
+    /// Receives a value, blocking at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.chan.recv(deadline_after(timeout))
+    }
+
+    /// Receives a value, blocking until `deadline` at most.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.chan.recv(Some(deadline))
+    }
+
+    /// A blocking iterator: [`recv`](Self::recv) until the channel is empty
+    /// and disconnected.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// A non-blocking iterator: [`try_recv`](Self::try_recv) until nothing
+    /// is there.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+
+    /// Values buffered now.
+    pub fn len(&self) -> usize {
+        self.chan.lock().buf.len()
+    }
+
+    /// Whether nothing is buffered now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity; None for an unbounded channel.
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.cap
+    }
+
+    /// Whether both ends belong to the same channel.
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.senders.fetch_add(1, Ordering::Relaxed);
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.receivers.fetch_add(1, Ordering::Relaxed);
+        Receiver {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.chan.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.chan.disconnect_senders();
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.chan.disconnect_receivers();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sender { .. }")
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receiver { .. }")
+    }
+}
+
+/// Blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over a [`Receiver`]; see [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Owning blocking iterator over a [`Receiver`].
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}

@@ -1,0 +1,416 @@
+//! `select!`: wait on several channel operations, complete exactly one.
+//!
+//! The algorithm (docs/sync.md): try every arm once in a fresh uniformly
+//! random order and complete the first that can go (so each ready arm is
+//! chosen with equal probability); else take the `default` arm, or give up
+//! at the deadline; else park with one one-shot waker registered on every
+//! channel, each registration made under that channel's lock after
+//! re-checking it. The one-shot waker lets exactly one channel complete
+//! its arm; on waking, the select takes its entries out of every queue and
+//! finds the completed one. If a channel was found ready while
+//! registering, the select wakes itself and starts over.
+
+use crate::chan::{
+    Chan, Dir, Entry, Receiver, RecvError, SendError, Sender, State, TryRecvError, TrySendError,
+};
+use crate::park::{wait, Signal};
+use gort_sched::{WaitReason, Woke};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One arm of a select, type-erased (the macro's expansion builds them).
+pub trait Arm {
+    /// Completes the operation if it can go without blocking (which
+    /// includes failing because the other side is gone).
+    fn try_now(&mut self) -> bool;
+    /// Queues the select's waker on the channel, unless the operation can
+    /// go now (then returns false and queues nothing).
+    fn register(&mut self, waker: &Signal, token: usize) -> bool;
+    /// Takes the arm's entry out of the queue; true if the channel completed
+    /// the operation through it.
+    fn unregister(&mut self) -> bool;
+}
+
+/// How a select ends when no arm is ready.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Wait for an arm.
+    Block,
+    /// Take the `default` arm at once.
+    Default,
+    /// Wait until the deadline (None: it overflowed, wait forever).
+    Deadline(Option<Instant>),
+}
+
+impl Mode {
+    /// `default(timeout)`: the deadline is taken when the select starts.
+    pub fn timeout(d: Duration) -> Mode {
+        Mode::Deadline(Instant::now().checked_add(d))
+    }
+}
+
+/// Registrations of all arms; dropping it (also when the park unwinds at
+/// shutdown) takes every entry out of its queue.
+struct Regs<'a, 'b> {
+    arms: &'a mut [&'b mut dyn Arm],
+}
+
+impl Regs<'_, '_> {
+    fn finish(&mut self) -> bool {
+        let mut done = false;
+        for arm in self.arms.iter_mut() {
+            // Every arm is taken out, even after the completed one.
+            done |= arm.unregister();
+        }
+        done
+    }
+}
+
+impl Drop for Regs<'_, '_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Runs a select over `arms`; true if an arm completed (its `take` has the
+/// result), false for the default or timeout arm.
+pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
+    let n = arms.len();
+    let mut small = [0usize; 16];
+    let mut large = Vec::new();
+    let order: &mut [usize] = if n <= small.len() {
+        &mut small[..n]
+    } else {
+        large.extend(0..n);
+        &mut large
+    };
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
+    let deadline = match mode {
+        Mode::Deadline(d) => d,
+        _ => None,
+    };
+    // Distinct among live selects: the address of this frame.
+    let anchor = 0u8;
+    let token = std::ptr::addr_of!(anchor) as usize;
+    loop {
+        // Fisher-Yates: the first ready arm of a uniform permutation is
+        // uniform among the ready arms.
+        for i in (1..n).rev() {
+            order.swap(i, crate::rand::below(i + 1));
+        }
+        for &i in order.iter() {
+            if arms[i].try_now() {
+                return true;
+            }
+        }
+        match mode {
+            Mode::Default => return false,
+            Mode::Deadline(Some(d)) if Instant::now() >= d => return false,
+            _ => {}
+        }
+        let mut regs = Regs { arms: &mut *arms };
+        let woke = wait(WaitReason::Select, deadline, |waker| {
+            for arm in regs.arms.iter_mut() {
+                if !arm.register(waker, token) {
+                    // Ready after all: claim our own wake so no channel can
+                    // complete an arm, and start over. (If the claim loses,
+                    // a channel already completed one.)
+                    waker.wake();
+                    break;
+                }
+            }
+            true
+        });
+        let done = regs.finish();
+        drop(regs);
+        if done {
+            return true;
+        }
+        if woke == Woke::TimedOut {
+            return false;
+        }
+    }
+}
+
+/// A `recv(rx) -> v` arm.
+pub struct RecvArm<'a, T> {
+    rx: &'a Receiver<T>,
+    entry: Option<Arc<Entry<T>>>,
+    result: Option<Result<T, RecvError>>,
+}
+
+impl<'a, T> RecvArm<'a, T> {
+    /// An arm receiving from `rx`.
+    pub fn new(rx: &'a Receiver<T>) -> Self {
+        RecvArm {
+            rx,
+            entry: None,
+            result: None,
+        }
+    }
+
+    /// The result, if this arm was the one completed.
+    pub fn take(&mut self) -> Option<Result<T, RecvError>> {
+        self.result.take()
+    }
+
+    fn chan(&self) -> &'a Chan<T> {
+        &self.rx.chan
+    }
+}
+
+impl<T> Arm for RecvArm<'_, T> {
+    fn try_now(&mut self) -> bool {
+        let chan = self.chan();
+        let mut g = chan.lock();
+        let r = chan.try_recv_locked(&mut g);
+        drop(g);
+        match r {
+            Ok(v) => self.result = Some(Ok(v)),
+            Err(TryRecvError::Disconnected) => self.result = Some(Err(RecvError)),
+            Err(TryRecvError::Empty) => return false,
+        }
+        true
+    }
+
+    fn register(&mut self, waker: &Signal, token: usize) -> bool {
+        let chan = self.chan();
+        let mut g = chan.lock();
+        if chan.recv_ready(&g, token) {
+            return false;
+        }
+        let e = Entry::new(None);
+        Chan::enqueue(&mut g, Dir::Recv, waker, e.clone(), token);
+        self.entry = Some(e);
+        true
+    }
+
+    fn unregister(&mut self) -> bool {
+        let Some(e) = self.entry.take() else {
+            return false;
+        };
+        let chan = self.chan();
+        let mut g = chan.lock();
+        let removed = Chan::dequeue(&mut g, Dir::Recv, &e);
+        drop(g);
+        drop(removed);
+        match e.finish() {
+            (State::Done, Some(v)) => self.result = Some(Ok(v)),
+            (State::Closed, _) => self.result = Some(Err(RecvError)),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// A `send(tx, value) -> res` arm.
+pub struct SendArm<'a, T> {
+    tx: &'a Sender<T>,
+    value: Option<T>,
+    entry: Option<Arc<Entry<T>>>,
+    result: Option<Result<(), SendError<T>>>,
+}
+
+impl<'a, T> SendArm<'a, T> {
+    /// An arm sending `value` on `tx`.
+    pub fn new(tx: &'a Sender<T>, value: T) -> Self {
+        SendArm {
+            tx,
+            value: Some(value),
+            entry: None,
+            result: None,
+        }
+    }
+
+    /// The result, if this arm was the one completed.
+    pub fn take(&mut self) -> Option<Result<(), SendError<T>>> {
+        self.result.take()
+    }
+
+    fn chan(&self) -> &'a Chan<T> {
+        &self.tx.chan
+    }
+}
+
+impl<T> Arm for SendArm<'_, T> {
+    fn try_now(&mut self) -> bool {
+        let chan = self.chan();
+        let Some(v) = self.value.take() else {
+            return false;
+        };
+        let mut g = chan.lock();
+        let r = chan.try_send_locked(&mut g, v);
+        drop(g);
+        match r {
+            Ok(()) => self.result = Some(Ok(())),
+            Err(TrySendError::Disconnected(v)) => self.result = Some(Err(SendError(v))),
+            Err(TrySendError::Full(v)) => {
+                self.value = Some(v);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn register(&mut self, waker: &Signal, token: usize) -> bool {
+        let chan = self.chan();
+        let mut g = chan.lock();
+        if chan.send_ready(&g, token) {
+            return false;
+        }
+        let e = Entry::new(self.value.take());
+        Chan::enqueue(&mut g, Dir::Send, waker, e.clone(), token);
+        self.entry = Some(e);
+        true
+    }
+
+    fn unregister(&mut self) -> bool {
+        let Some(e) = self.entry.take() else {
+            return false;
+        };
+        let chan = self.chan();
+        let mut g = chan.lock();
+        let removed = Chan::dequeue(&mut g, Dir::Send, &e);
+        drop(g);
+        drop(removed);
+        match e.finish() {
+            (State::Done, _) => self.result = Some(Ok(())),
+            (State::Closed, v) => {
+                self.result = Some(Err(SendError(v.expect("a closed send keeps its value"))))
+            }
+            (State::Pending, v) => {
+                self.value = v;
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Waits on several channel operations and runs the arm of the one that
+/// completes, like Go's `select` statement. Syntax (crossbeam-channel's):
+///
+/// ```
+/// # use gort_sync::{chan, select};
+/// # use std::time::Duration;
+/// # let (tx, rx) = chan::bounded::<i32>(1);
+/// # let (tx2, rx2) = chan::unbounded::<&str>();
+/// # tx.send(1).unwrap();
+/// select! {
+///     recv(rx) -> v => println!("got {v:?}"),        // v: Result<i32, RecvError>
+///     send(tx2, "hi") -> res => res.unwrap(),         // res: Result<(), SendError<&str>>
+///     default(Duration::from_millis(10)) => println!("timed out"),
+/// }
+/// # drop((tx, rx2));
+/// ```
+///
+/// - `recv(rx) -> pat => body` receives from `rx` (a `Receiver` or a
+///   reference to one); the pattern binds `Result<T, RecvError>`, which is
+///   `Err` once the channel is empty and disconnected (that counts as
+///   ready, as a closed channel is in Go).
+/// - `send(tx, value) -> pat => body` sends `value` (evaluated once, before
+///   waiting; dropped if another arm completes); the pattern binds
+///   `Result<(), SendError<T>>`.
+/// - `default => body` runs if no arm is ready now; `default(timeout) =>
+///   body` runs if none becomes ready within `timeout` (a `Duration`). At
+///   most one of the two, written last.
+///
+/// When several arms are ready, one is chosen uniformly at random. Without
+/// a default arm the select blocks (parks the goroutine, or blocks a plain
+/// thread) until one arm completes; `select! {}` blocks forever. Arm bodies
+/// may `break`, `continue` or `return`: they are expanded in place.
+#[macro_export]
+macro_rules! select {
+    ($($t:tt)*) => {
+        $crate::__select_internal!(@parse [] [] $($t)*)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_internal {
+    // ---- parse: arms into [(recv|send (args) pat body)...], default into [..]
+    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p { $body })] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr) => {
+        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p { $body })] [$($def)*])
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr) => {
+        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*])
+    };
+    (@parse [$($arms:tt)*] [] default => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(now $body)] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [] default => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(now { $body })] $($($rest)*)?)
+    };
+    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block $(,)? $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) $body)] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) { $body })] $($($rest)*)?)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)+] default $($rest:tt)*) => {
+        ::core::compile_error!("select!: at most one `default` arm")
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*]) => {
+        $crate::__select_internal!(@bind [$($arms)*] [] [$($def)*])
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] $($rest:tt)+) => {
+        ::core::compile_error!(::core::concat!(
+            "select!: expected `recv(rx) -> pat => body`, `send(tx, value) -> pat => body`, ",
+            "`default => body` or `default(timeout) => body`, found: ",
+            ::core::stringify!($($rest)+)
+        ))
+    };
+
+    // ---- bind: one hygienic `arm` variable per arm, in nested blocks
+    (@bind [(recv ($rx:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
+        let rx: &$crate::chan::Receiver<_> = &$rx;
+        let mut arm = $crate::__private::RecvArm::new(rx);
+        $crate::__select_internal!(@bind [$($rest)*] [$($bound)* (arm $p $body)] $def)
+    }};
+    (@bind [(send ($tx:expr, $v:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
+        let tx: &$crate::chan::Sender<_> = &$tx;
+        let mut arm = $crate::__private::SendArm::new(tx, $v);
+        $crate::__select_internal!(@bind [$($rest)*] [$($bound)* (arm $p $body)] $def)
+    }};
+    (@bind [] [$(($arm:ident $p:tt $body:tt))*] [$($def:tt)*]) => {{
+        {
+            let arms: &mut [&mut dyn $crate::__private::Arm] = &mut [$(&mut $arm),*];
+            $crate::__private::select(arms, $crate::__select_internal!(@mode $($def)*));
+        }
+        $crate::__select_internal!(@dispatch [$(($arm $p $body))*] [$($def)*])
+    }};
+
+    (@mode) => { $crate::__private::Mode::Block };
+    (@mode (now $body:tt)) => { $crate::__private::Mode::Default };
+    (@mode (after ($t:expr) $body:tt)) => { $crate::__private::Mode::timeout($t) };
+
+    // ---- dispatch: the completed arm's body, else the default's
+    (@dispatch [($arm:ident $p:tt $body:tt) $($rest:tt)*] $def:tt) => {
+        if let ::core::option::Option::Some(r) = $arm.take() {
+            let $p = r;
+            $body
+        } else {
+            $crate::__select_internal!(@dispatch [$($rest)*] $def)
+        }
+    };
+    (@dispatch [] []) => {
+        ::core::unreachable!("select! without a default arm returned with no arm completed")
+    };
+    (@dispatch [] [(now $body:tt)]) => { $body };
+    (@dispatch [] [(after ($t:expr) $body:tt)]) => { $body };
+}
