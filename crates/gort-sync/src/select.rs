@@ -332,7 +332,10 @@ macro_rules! select {
 #[macro_export]
 macro_rules! __select_internal {
     // ---- parse: arms into [(recv|send (args) pat body)...], default into [..]
-    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
+    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
         $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
     };
     (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
@@ -341,7 +344,10 @@ macro_rules! __select_internal {
     (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr) => {
         $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p { $body })] [$($def)*])
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
+    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
         $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
     };
     (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
@@ -350,13 +356,19 @@ macro_rules! __select_internal {
     (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr) => {
         $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*])
     };
-    (@parse [$($arms:tt)*] [] default => $body:block $(,)? $($rest:tt)*) => {
+    (@parse [$($arms:tt)*] [] default => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(now $body)] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [] default => $body:block $($rest:tt)*) => {
         $crate::__select_internal!(@parse [$($arms)*] [(now $body)] $($rest)*)
     };
     (@parse [$($arms:tt)*] [] default => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__select_internal!(@parse [$($arms)*] [(now { $body })] $($($rest)*)?)
     };
-    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block $(,)? $($rest:tt)*) => {
+    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) $body)] $($rest)*)
+    };
+    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block $($rest:tt)*) => {
         $crate::__select_internal!(@parse [$($arms)*] [(after ($t) $body)] $($rest)*)
     };
     (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:expr $(, $($rest:tt)*)?) => {
