@@ -1,0 +1,3 @@
+module gort/benches/chan
+
+go 1.23
