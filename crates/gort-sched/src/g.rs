@@ -20,6 +20,8 @@ pub enum Status {
     Waiting = 3,
     /// Finished; the G is on a free list, to be reused.
     Dead = 4,
+    /// In a syscall or C call: its M runs it, without a P.
+    Syscall = 5,
 }
 
 impl Status {
@@ -28,6 +30,7 @@ impl Status {
             1 => Status::Runnable,
             2 => Status::Running,
             3 => Status::Waiting,
+            5 => Status::Syscall,
             _ => Status::Dead,
         }
     }

@@ -18,6 +18,8 @@
 mod g;
 mod local;
 mod note;
+#[doc(hidden)]
+pub mod pstatus;
 pub mod runq;
 mod runtime;
 mod sched;
@@ -28,8 +30,8 @@ pub use g::{GRef, Status, WaitReason};
 pub use local::LocalKey;
 pub use runtime::{
     current, go, id, lock_os_thread, lock_os_thread_internal, num_goroutines, park, procs, ready,
-    run, set_procs, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder, Error,
-    GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
+    run, set_procs, syscall, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder,
+    Error, GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
 };
 pub use sched::MAX_PROCS;
 pub use wake::{park_with, sleep, Waker, Woke};

@@ -304,6 +304,34 @@ pub fn set_procs(n: usize) -> Result<usize, Error> {
     Ok(old)
 }
 
+/// Runs `f`, a blocking system call or anything else that may block the
+/// thread, in syscall state: the goroutine keeps its thread, but its P can
+/// be handed to another thread by sysmon after ~20 µs, so the other
+/// goroutines keep running (Go's `entersyscall`/`exitsyscall`). On return
+/// the goroutine takes its old P back if it is still free (one CAS), else
+/// an idle one, else it queues and its thread parks. Outside a goroutine,
+/// `f` just runs.
+///
+/// `f` must not call back into the scheduler (spawn, park, channels):
+/// it runs without a P.
+pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
+    let g = current_g();
+    if g.is_null() {
+        return f();
+    }
+    // SAFETY: the running goroutine is live.
+    let gr = unsafe { &*g };
+    let sched = sched_of(g);
+    sched.enter_syscall(gr);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    sched.exit_syscall(gr);
+    check_cancel(g);
+    match r {
+        Ok(v) => v,
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
 /// Lets other goroutines run; this one goes to the back of its P's queue.
 ///
 /// # Panics
@@ -437,6 +465,12 @@ pub fn unlock_os_thread_internal() {
 /// publishes `g` where a waker will find it and releases a lock. If it
 /// returns false the park is called off and the goroutine continues at
 /// once. Returns when someone calls [`ready`] on it.
+///
+/// The publication must be the last thing `unlock` does with anything on
+/// the parking goroutine's stack (its captures, usually): from then on the
+/// goroutine can be readied and run on another thread while `unlock` is
+/// still running. Copy what is needed afterwards into locals first, as
+/// [`park_with`](crate::park_with) does.
 ///
 /// During shutdown the goroutine is unwound instead (payload [`Shutdown`]):
 /// keep wait registrations in guards whose `Drop` removes them. A park may
@@ -628,23 +662,17 @@ impl<T> JoinHandle<T> {
             }
         }
         let _guard = Unregister(&self.inner, &waiter);
-        let mut registered = false;
+        // `register` publishes the waiter with its CAS and touches nothing
+        // of this goroutine's stack after it: once published, the goroutine
+        // can be readied and run elsewhere while g0 is still in here.
+        park(WaitReason::Join, |_| self.inner.register(&waiter));
         loop {
-            // The check runs after the goroutine is marked waiting, so a
-            // completion after it readies us, and one before it calls the
-            // park off: no wakeup is lost.
-            park(WaitReason::Join, |_| {
-                if registered {
-                    self.inner.state.load(Ordering::Acquire) != DONE
-                } else {
-                    registered = self.inner.register(&waiter);
-                    registered
-                }
-            });
             if self.inner.state.load(Ordering::Acquire) == DONE {
                 return self.inner.take();
             }
-            // A spurious wakeup (see `park`): park again.
+            // Readied by a stray `ready`: wait without parking again (an
+            // unlock function could not safely re-check our waiter).
+            yield_now();
         }
     }
 

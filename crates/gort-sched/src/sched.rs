@@ -34,6 +34,9 @@ pub(crate) enum Request<'a> {
     Park(&'a mut dyn FnMut(GRef) -> bool),
     /// I finished: free me.
     Exit,
+    /// I left a syscall and found no P: queue me and park this M (Go's
+    /// `exitsyscall0`).
+    ExitSyscall,
 }
 
 /// A processor: the right to run goroutines, with a local run queue and
@@ -48,6 +51,10 @@ pub(crate) struct P {
     /// Index in `allp`.
     pub(crate) id: usize,
     pub(crate) runq: LocalQueue<G>,
+    /// The syscall handoff word (see `pstatus`).
+    pub(crate) status: crate::pstatus::PStatus,
+    /// When the holder entered its current syscall (ns since `Sched::base`).
+    syscall_since: AtomicU64,
     owned: UnsafeCell<POwned>,
 }
 
@@ -62,6 +69,8 @@ impl P {
         Box::new(P {
             id,
             runq: LocalQueue::new(),
+            status: crate::pstatus::PStatus::new(),
+            syscall_since: AtomicU64::new(0),
             owned: UnsafeCell::new(POwned {
                 schedtick: 0,
                 gfree: Vec::new(),
@@ -123,6 +132,8 @@ pub(crate) struct M {
     pub(crate) locked_int: Cell<u32>,
     /// Set when a goroutine exits while locked: the M's thread exits too.
     exit_thread: Cell<bool>,
+    /// The P this M had when it entered a syscall (Go's `m.oldp`).
+    oldp: Cell<*mut P>,
 }
 
 // SAFETY: see M's invariants; cross-thread fields are atomics or the note.
@@ -146,6 +157,7 @@ impl M {
             locked_ext: Cell::new(0),
             locked_int: Cell::new(0),
             exit_thread: Cell::new(false),
+            oldp: Cell::new(ptr::null_mut()),
         }
     }
 
@@ -256,6 +268,17 @@ pub(crate) struct Sched {
     sysmon_note: Note,
     /// The run is over: sysmon exits.
     finished: AtomicBool,
+    /// Time origin for the nanosecond stamps below.
+    base: Instant,
+    /// Goroutines in a syscall or C call now.
+    nsyscall: AtomicUsize,
+    /// When a syscall last started (ns since `base`): sysmon keeps polling
+    /// for a while after syscall activity.
+    last_syscall: AtomicU64,
+    /// sysmon is polling (short sleeps) rather than sleeping long.
+    sysmon_polling: AtomicBool,
+    /// Ps retaken from Ms in syscalls (stats).
+    pub(crate) handoffs: AtomicU64,
     npidle: AtomicUsize,
     nmspinning: AtomicUsize,
     runq_len: AtomicUsize,
@@ -359,6 +382,11 @@ impl Sched {
             timer_seq: AtomicU64::new(0),
             sysmon_note: Note::new(),
             finished: AtomicBool::new(false),
+            base: Instant::now(),
+            nsyscall: AtomicUsize::new(0),
+            last_syscall: AtomicU64::new(0),
+            sysmon_polling: AtomicBool::new(false),
+            handoffs: AtomicU64::new(0),
             npidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
             runq_len: AtomicUsize::new(0),
@@ -626,6 +654,8 @@ impl Sched {
     fn pidle_get(&self, l: &mut Locked) -> Option<*mut P> {
         let p = l.pidle.pop()?;
         self.npidle.fetch_sub(1, Ordering::AcqRel);
+        // SAFETY: Ps live as long as the Sched; the caller owns p now.
+        unsafe { (*p).status.set_running() };
         Some(p)
     }
 
@@ -748,6 +778,13 @@ impl Sched {
             if mr.exit_thread.get() {
                 self.exit_locked_m(mr);
                 break;
+            }
+            if mr.p.get().is_null() && mr.lockedg.get().is_null() {
+                // The goroutine left a syscall and found no P: it is queued;
+                // this M has nothing to run with.
+                if !self.stopm(m) {
+                    break;
+                }
             }
         }
         set_current(ptr::null_mut(), ptr::null_mut());
@@ -1216,10 +1253,22 @@ impl Sched {
         let mine = mr.p.get();
         let old = self.procs();
         let mut l = self.lock();
-        self.stw_wait.store(true, Ordering::Release);
+        // A stop that completed without waiting left the note woken: rearm
+        // it before anything can stop a P (stw_stop_p wakes it under this
+        // lock), or the wait below would return before the Ps stop.
+        self.stw_note.clear();
+        self.stw_wait.store(true, Ordering::SeqCst);
         l.stw_wait_for = old - 1;
         while let Some(p) = self.pidle_get(&mut l) {
             self.stw_stop_p(&mut l, p);
+        }
+        // Ps of Ms in syscalls are stopped here, not by their Ms (which may
+        // stay in the syscall for long): Go's stopTheWorld does the same.
+        for i in 0..old {
+            let p = self.p(i);
+            if p.status.try_stop() {
+                self.stw_stop_p(&mut l, p as *const P as *mut P);
+            }
         }
         let wait = l.stw_wait_for > 0;
         drop(l);
@@ -1231,7 +1280,13 @@ impl Sched {
         let mut l = self.lock();
         let mut ps: Vec<*mut P> = std::mem::take(&mut l.stw_stopped);
         ps.push(mine);
-        debug_assert_eq!(ps.len(), old, "stop-the-world missed a P");
+        for &p in &ps {
+            // SAFETY: every P in ps is stopped and owned by us now.
+            unsafe { (*p).status.set_running() };
+        }
+        if ps.len() != old {
+            fatal(&format!("stop-the-world: {} of {old} Ps stopped", ps.len()));
+        }
         {
             let mut pstore = self.pstore.lock().unwrap_or_else(|e| e.into_inner());
             for i in old..n {
@@ -1302,6 +1357,98 @@ impl Sched {
         self.stw_active.store(false, Ordering::Release);
     }
 
+    fn now_nanos(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Go's `entersyscall`: the goroutine keeps its M but its P becomes
+    /// retakeable (status SYSCALL) by sysmon or a stop-the-world.
+    pub(crate) fn enter_syscall(&self, g: &G) {
+        let m = g.m.get();
+        // SAFETY: g runs on m (read after its last switch).
+        let mr = unsafe { &*m };
+        let p = mr.p.replace(ptr::null_mut());
+        if p.is_null() {
+            fatal("entersyscall: goroutine's M has no P");
+        }
+        mr.oldp.set(p);
+        g.cas_status(Status::Running, Status::Syscall);
+        let now = self.now_nanos();
+        // SAFETY: we hold p until enter_syscall publishes it.
+        let pr = unsafe { &*p };
+        pr.syscall_since.store(now, Ordering::Relaxed);
+        pr.status.enter_syscall();
+        self.last_syscall.store(now, Ordering::Relaxed);
+        // SeqCst pairs with sysmon's store of `sysmon_polling` and its
+        // re-read of `nsyscall`: one of us sees the other, so a syscall
+        // never goes unwatched while sysmon sleeps long.
+        self.nsyscall.fetch_add(1, Ordering::SeqCst);
+        if !self.sysmon_polling.load(Ordering::SeqCst) {
+            self.sysmon_note.wake();
+        }
+        if self.stw_wait.load(Ordering::Acquire) && pr.status.try_stop() {
+            // A stop is pending: give it the P now (Go's entersyscall_gcwait).
+            let mut l = self.lock();
+            self.stw_stop_p(&mut l, p);
+        }
+    }
+
+    /// Go's `exitsyscall`: take the old P back with one CAS if nobody took
+    /// it (fast path), else an idle P, else queue the goroutine and park
+    /// this M (slow path, on g0).
+    pub(crate) fn exit_syscall(&self, g: &G) {
+        let m = g.m.get();
+        // SAFETY: a goroutine in a syscall has not switched: still on m.
+        let mr = unsafe { &*m };
+        self.nsyscall.fetch_sub(1, Ordering::SeqCst);
+        let oldp = mr.oldp.replace(ptr::null_mut());
+        // SAFETY: Ps live as long as the Sched.
+        if unsafe { (*oldp).status.try_exit_syscall() } {
+            mr.p.set(oldp);
+            g.cas_status(Status::Syscall, Status::Running);
+            return;
+        }
+        let idle = {
+            let mut l = self.lock();
+            self.pidle_get(&mut l)
+        };
+        if let Some(p) = idle {
+            mr.p.set(p);
+            g.cas_status(Status::Syscall, Status::Running);
+            return;
+        }
+        let mut req = Request::ExitSyscall;
+        switch_to_g0(g as *const G as *mut G, &mut req);
+    }
+
+    /// Go's `retake`: hands off the P of every M that has been in a syscall
+    /// for 20 µs or more, unless nothing is waiting for it (no local work
+    /// and spare Ms or Ps to take new work) and it has been less than 10 ms.
+    fn retake(&self, now: u64) {
+        for p in self.allp() {
+            if !p.status.in_syscall() {
+                continue;
+            }
+            let since = p.syscall_since.load(Ordering::Relaxed);
+            let age = now.saturating_sub(since);
+            if age < 20_000 {
+                continue;
+            }
+            let spare =
+                self.nmspinning.load(Ordering::Acquire) + self.npidle.load(Ordering::Acquire) > 0;
+            let waiting = !p.runq.is_empty() || self.runq_len.load(Ordering::Acquire) > 0;
+            if !waiting && spare && age < 10_000_000 {
+                continue;
+            }
+            if p.status.try_retake() {
+                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: winning the retake made p ours.
+                p.status.set_running();
+                self.handoffp(p as *const P as *mut P);
+            }
+        }
+    }
+
     /// Arms a deadline for a parked goroutine's waker (park_with).
     pub(crate) fn add_timer(&self, when: Instant, waker: Waker) {
         let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
@@ -1346,14 +1493,37 @@ impl Sched {
                 // been all that kept checkdead quiet.
                 self.sysmon_checkdead();
             }
-            match next {
-                Some(when) => {
-                    let now = Instant::now();
-                    if when > now {
-                        self.sysmon_note.sleep_timeout(when - now);
+            let now_ns = self.now_nanos();
+            self.retake(now_ns);
+            // Poll every 25 µs while syscalls are in flight or were made in
+            // the last 10 ms, so a stuck syscall loses its P within ~50 µs
+            // every time (Go backs off to 10 ms sleeps here, which is what
+            // makes its repeated handoffs take 20 ms). Otherwise sleep until
+            // the next timer: an idle runtime costs nothing.
+            let recent =
+                now_ns.saturating_sub(self.last_syscall.load(Ordering::Relaxed)) < 10_000_000;
+            let mut poll = self.nsyscall.load(Ordering::SeqCst) > 0 || recent;
+            if !poll {
+                self.sysmon_polling.store(false, Ordering::SeqCst);
+                // Re-check after announcing the long sleep (see enter_syscall).
+                poll = self.nsyscall.load(Ordering::SeqCst) > 0;
+            }
+            if poll {
+                self.sysmon_polling.store(true, Ordering::SeqCst);
+            }
+            let until_timer = next.map(|when| when.saturating_duration_since(Instant::now()));
+            match (poll, until_timer) {
+                (true, t) => {
+                    let tick = std::time::Duration::from_micros(25);
+                    self.sysmon_note
+                        .sleep_timeout(t.map_or(tick, |t| t.min(tick)));
+                }
+                (false, Some(t)) => {
+                    if !t.is_zero() {
+                        self.sysmon_note.sleep_timeout(t);
                     }
                 }
-                None => self.sysmon_note.sleep(),
+                (false, None) => self.sysmon_note.sleep(),
             }
             self.sysmon_note.clear();
         }
@@ -1439,6 +1609,23 @@ impl Sched {
                 }
                 Request::Exit => {
                     self.gdestroy(mr, gr);
+                    return;
+                }
+                Request::ExitSyscall => {
+                    gr.cas_status(Status::Syscall, Status::Runnable);
+                    let mut l = self.lock();
+                    if let Some(p) = self.pidle_get(&mut l) {
+                        drop(l);
+                        // SAFETY: p came off the idle list: ours now.
+                        unsafe { (*p).status.set_running() };
+                        mr.p.set(p);
+                        inherit = true;
+                        continue;
+                    }
+                    l.runq.push_back(g);
+                    self.runq_len.store(l.runq.len(), Ordering::Release);
+                    drop(l);
+                    self.wakep();
                     return;
                 }
             }

@@ -146,28 +146,40 @@ fn park_goroutine(
     let sched: &Sched = unsafe { &*(*g.as_ptr()).sched };
     let mut register = Some(register);
     let mut declined = false;
-    loop {
-        park(reason, |_| {
-            if let Some(register) = register.take() {
-                if !register(&waker) {
-                    declined = true;
-                    return false;
-                }
-                if let Some(d) = deadline {
-                    sched.add_timer(d, waker.clone());
-                }
-                true
-            } else {
-                // Re-park after a spurious wakeup: only if still waiting.
-                waker.is_waiting()
-            }
-        });
-        if declined {
-            return Woke::Woken;
+    // The unlock function below runs on g0 while this goroutine is parked.
+    // Once `register` has published the waker, the goroutine can be woken
+    // and run on another M at any moment, so from then on the function
+    // touches nothing that lives on this goroutine's stack: it copies what
+    // it needs to its own (g0's) frame first. Its last write to this stack
+    // (`declined`) happens only when nothing was published.
+    park(reason, |_| {
+        let register = register.take().expect("park_with: unlock ran twice");
+        // Copies into this (g0) frame: the closure captures by reference.
+        let deadline_copy: Option<Instant> = deadline;
+        let sched_copy: &Sched = sched;
+        let timer_waker = deadline_copy.map(|_| waker.clone());
+        let own_waker = waker.clone();
+        if !register(&own_waker) {
+            declined = true;
+            return false;
         }
+        // Published: only g0-local values from here on.
+        if let (Some(d), Some(w)) = (deadline_copy, timer_waker) {
+            sched_copy.add_timer(d, w);
+        }
+        true
+    });
+    if declined {
+        return Woke::Woken;
+    }
+    loop {
         if let Some(woke) = waker.outcome() {
             return woke;
         }
+        // Readied without our waker firing (a stray `ready` on this
+        // goroutine): wait for the waker without parking again, since a
+        // re-park's unlock function could not read the waker safely.
+        crate::runtime::yield_now();
     }
 }
 
