@@ -17,14 +17,23 @@ use std::time::Instant;
 const WAITING: u8 = 0;
 const WOKEN: u8 = 1;
 const TIMED_OUT: u8 = 2;
+const OUTCOME: u8 = 3;
+/// Set by a parking goroutine as the last step of its park: only a wake
+/// that wins after this readies it. Before, the winner just records the
+/// outcome and the park, seeing it, does not sleep. So `register` may even
+/// wake its own waker (`select!` claiming itself) without the goroutine
+/// being made runnable twice.
+const PARKED: u8 = 4;
 
 enum Target {
     Goroutine(GRef),
     Thread(std::thread::Thread),
 }
 
-/// Must hold: `state` leaves WAITING exactly once (CAS), and only the
-/// winner makes the target runnable.
+/// Must hold: the outcome bits leave WAITING exactly once (CAS); a
+/// goroutine target is readied by the winner iff PARKED was set when it
+/// won; PARKED is set only by the goroutine's own park, by a CAS from
+/// exactly WAITING, as the park's last access to the goroutine's stack.
 struct Shared {
     state: AtomicU8,
     target: Target,
@@ -61,7 +70,7 @@ impl Waker {
 
     /// Whether the waiter is still waiting (a snapshot).
     pub fn is_waiting(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) == WAITING
+        self.0.state.load(Ordering::Acquire) & OUTCOME == WAITING
     }
 
     pub(crate) fn time_out(&self) -> bool {
@@ -69,23 +78,43 @@ impl Waker {
     }
 
     fn finish(&self, to: u8) -> bool {
-        if self
-            .0
-            .state
-            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return false;
+        let mut s = self.0.state.load(Ordering::Acquire);
+        loop {
+            if s & OUTCOME != WAITING {
+                return false;
+            }
+            match self.0.state.compare_exchange_weak(
+                s,
+                to | (s & PARKED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(cur) => s = cur,
+            }
         }
         match &self.0.target {
-            Target::Goroutine(g) => crate::runtime::ready(*g),
+            Target::Goroutine(g) => {
+                if s & PARKED != 0 {
+                    crate::runtime::ready(*g);
+                }
+            }
             Target::Thread(t) => t.unpark(),
         }
         true
     }
 
+    /// The park's last step: from now on a winning wake readies us. False
+    /// if the wait already ended (then the park is called off).
+    fn mark_parked(&self) -> bool {
+        self.0
+            .state
+            .compare_exchange(WAITING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     fn outcome(&self) -> Option<Woke> {
-        match self.0.state.load(Ordering::Acquire) {
+        match self.0.state.load(Ordering::Acquire) & OUTCOME {
             WOKEN => Some(Woke::Woken),
             TIMED_OUT => Some(Woke::TimedOut),
             _ => None,
@@ -144,6 +173,16 @@ fn park_goroutine(
     }
     // SAFETY: a running goroutine's Sched lives while it runs.
     let sched: &Sched = unsafe { &*(*g.as_ptr()).sched };
+    // However the wait is left (also unwinding at shutdown), retire the
+    // waker, so that a late wake() or the timer cannot ready this goroutine
+    // after it has moved on.
+    struct Retire<'a>(&'a Waker);
+    impl Drop for Retire<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.finish_quietly();
+        }
+    }
+    let _retire = Retire(&waker);
     let mut register = Some(register);
     let mut declined = false;
     // The unlock function below runs on g0 while this goroutine is parked.
@@ -163,11 +202,14 @@ fn park_goroutine(
             declined = true;
             return false;
         }
-        // Published: only g0-local values from here on.
+        // Published, but nobody readies us before `mark_parked`: a wake or
+        // the timer that wins first only records its outcome. Only g0-local
+        // values from here on anyway.
         if let (Some(d), Some(w)) = (deadline_copy, timer_waker) {
             sched_copy.add_timer(d, w);
         }
-        true
+        // The last step: if the wait already ended, call the park off.
+        own_waker.mark_parked()
     });
     if declined {
         return Woke::Woken;
@@ -187,10 +229,21 @@ impl Waker {
     /// Times out a waker that was registered but whose waiter never slept:
     /// true if the timeout won (no wake came in between).
     fn finish_quietly(&self) -> bool {
-        self.0
-            .state
-            .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let mut s = self.0.state.load(Ordering::Acquire);
+        loop {
+            if s & OUTCOME != WAITING {
+                return false;
+            }
+            match self.0.state.compare_exchange_weak(
+                s,
+                TIMED_OUT | (s & PARKED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(cur) => s = cur,
+            }
+        }
     }
 }
 
