@@ -259,7 +259,10 @@ USAGE:
     cargo xtask bench [-- ARGS...]
 
 Runs `cargo bench -p gort-benches ARGS...` (criterion; e.g. `-- switch` to
-filter). Later: the Go programs in benches/go/ and docs/performance.md.
+filter), then the Go benchmarks of each module in benches/go/ with
+`go test -run - -bench . -benchtime 1000000x`, at GOMAXPROCS=1 and 2, when
+Go is installed (`go` on PATH or /usr/lib/go-1.23/bin/go); without Go they
+are skipped with a note. Later: docs/performance.md written from both.
 
 OPTIONS:
     -- ARGS...    appended to the `cargo bench` command line
@@ -977,8 +980,6 @@ fn test(host: &str, targets: &[String], native_i686: bool, extra: &[String]) -> 
 // bench
 // ---------------------------------------------------------------------------
 
-/// Runs the criterion benchmarks. Later issues add the Go programs in
-/// benches/go/ and write docs/performance.md from both.
 /// Runs the loom models: gort-sched's tests under `--cfg loom`, release
 /// mode, in a target dir of their own so the flag does not invalidate the
 /// normal build cache.
@@ -996,8 +997,62 @@ fn loom(extra: &[String]) -> Result<(), Error> {
     )
 }
 
+/// Runs the criterion benchmarks, then the Go benchmarks in benches/go/*/
+/// when a Go toolchain is installed (skipped with a note otherwise). A later
+/// issue writes docs/performance.md from both.
 fn bench(extra: &[String]) -> Result<(), Error> {
-    status(cargo().args(["bench", "-p", "gort-benches"]).args(extra))
+    status(cargo().args(["bench", "-p", "gort-benches"]).args(extra))?;
+    go_benches()
+}
+
+/// Debian's golang-1.23-go installs here without putting `go` on PATH.
+const DEBIAN_GO: &str = "/usr/lib/go-1.23/bin/go";
+
+/// `go` from PATH, else Debian's Go 1.23.
+fn go_tool() -> Option<PathBuf> {
+    on_path("go").or_else(|| {
+        let debian = PathBuf::from(DEBIAN_GO);
+        debian.is_file().then_some(debian)
+    })
+}
+
+/// Runs `go test -bench .` in every module under benches/go/, once with
+/// GOMAXPROCS=1 and once with 2; each benchmark's ns/op is per goroutine
+/// or per operation, so `-benchtime 1000000x` means a million of them.
+fn go_benches() -> Result<(), Error> {
+    let Some(go) = go_tool() else {
+        println!(
+            "note: no Go toolchain (`go` on PATH or {DEBIAN_GO}): skipping the Go benchmarks in benches/go/"
+        );
+        return Ok(());
+    };
+    let root = workspace_root().join("benches").join("go");
+    let mut modules: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("go.mod").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    modules.sort();
+    if modules.is_empty() {
+        println!("note: no Go modules in {}", root.display());
+    }
+    for module in modules {
+        println!("# Go benchmarks in {}", module.display());
+        for procs in ["1", "2"] {
+            status(
+                Command::new(&go)
+                    .current_dir(&module)
+                    // Never download a newer toolchain named by go.mod.
+                    .env("GOTOOLCHAIN", "local")
+                    .env("GOMAXPROCS", procs)
+                    .args(["test", "-run", "-", "-bench", ".", "-benchtime", "1000000x"]),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

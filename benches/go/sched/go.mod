@@ -1,0 +1,3 @@
+module gort.invalid/benches/sched
+
+go 1.23
