@@ -96,8 +96,16 @@ compile_error!("gort-arch supports x86_64, aarch64 and x86 (i686) only");
 /// `stack_top` passed to [`init`] and [`on_stack`]. 16 on all three ABIs.
 pub const STACK_ALIGN: usize = 16;
 
-/// Bytes that [`init`] writes below `stack_top` for the initial frame.
-pub const INIT_FRAME_SIZE: usize = imp::INIT_FRAME_SIZE;
+/// Bytes that [`init`] writes below `stack_top` for the initial frame:
+/// four words (drawn in each backend's module).
+pub const INIT_FRAME_SIZE: usize = 4 * std::mem::size_of::<usize>();
+
+// The two trampolines every backend defines in its global_asm (same names
+// on all three; each module draws its frames).
+extern "C" {
+    fn __gort_arch_v0_start();
+    fn __gort_arch_v0_on_stack(arg: *mut u8, f: unsafe extern "C" fn(*mut u8), top: usize);
+}
 
 /// A suspended execution context: the stack pointer at which [`switch`] (or
 /// [`init`]) left the context's saved registers.
@@ -195,9 +203,20 @@ pub type EntryFn = unsafe extern "C" fn(arg: usize, from: Context, value: usize)
 pub unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> Context {
     debug_assert!(!stack_top.is_null());
     let top = (stack_top as usize) & !(STACK_ALIGN - 1);
+    // The same four words on every backend: the start trampoline (where
+    // the first switch lands), arg, entry, padding. The trampoline of each
+    // architecture reads them from where its switch leaves the stack.
+    let sp = top - INIT_FRAME_SIZE;
+    let frame = sp as *mut usize;
     // SAFETY: the caller guarantees that `top - INIT_FRAME_SIZE .. top` is
-    // writable memory of the new stack.
-    let sp = unsafe { imp::init(top, entry, arg) };
+    // writable memory of the new stack; `sp` is 16-aligned, so every word
+    // write is aligned.
+    unsafe {
+        frame.write(__gort_arch_v0_start as *const () as usize);
+        frame.add(1).write(arg);
+        frame.add(2).write(entry as usize);
+        frame.add(3).write(0);
+    }
     Context { sp }
 }
 
@@ -268,9 +287,9 @@ pub unsafe fn on_stack<R, F: FnOnce() -> R>(stack_top: *mut u8, f: F) -> std::th
     };
     // SAFETY: the stack is valid per this function's contract; `run` is an
     // `extern "C"` function that catches every panic, so nothing unwinds
-    // through the trampoline.
+    // through the trampoline, which preserves every callee-saved register.
     unsafe {
-        imp::on_stack_trampoline(
+        __gort_arch_v0_on_stack(
             (&raw mut call).cast::<u8>(),
             run::<F, R>,
             stack_top as usize,

@@ -12,11 +12,8 @@
 //! and consumed with `pop; jmp` rather than `ret`, which keeps the CPU's
 //! return-stack predictor balanced.
 
-use crate::{Context, EntryFn};
+use crate::Context;
 use std::arch::{asm, global_asm};
-
-/// Bytes of the initial frame written by [`init`].
-pub(crate) const INIT_FRAME_SIZE: usize = 32;
 
 // Initial frame built by `init` (addresses grow upward; `top` is 16-aligned):
 //
@@ -94,30 +91,6 @@ global_asm!(
     ".size __gort_arch_v0_on_stack, . - __gort_arch_v0_on_stack",
 );
 
-extern "C" {
-    fn __gort_arch_v0_start();
-    fn __gort_arch_v0_on_stack(arg: *mut u8, f: unsafe extern "C" fn(*mut u8), top: usize);
-}
-
-/// Writes the initial frame below `top` (16-aligned) and returns its SP.
-///
-/// # Safety
-/// `top - INIT_FRAME_SIZE .. top` must be writable.
-#[inline]
-pub(crate) unsafe fn init(top: usize, entry: EntryFn, arg: usize) -> usize {
-    let sp = top - INIT_FRAME_SIZE;
-    let frame = sp as *mut usize;
-    // SAFETY: the caller guarantees the 32 bytes below `top` are writable,
-    // and `sp` is 16-aligned, so every word write is aligned.
-    unsafe {
-        frame.write(__gort_arch_v0_start as *const () as usize);
-        frame.add(1).write(arg);
-        frame.add(2).write(entry as usize);
-        frame.add(3).write(0);
-    }
-    sp
-}
-
 // Frame saved by `switch` on the suspending context's stack:
 //
 //   +---------------------+
@@ -164,19 +137,6 @@ pub(crate) unsafe fn switch(to: usize, value: usize) -> (usize, usize) {
         );
     }
     (from, ret)
-}
-
-/// # Safety
-/// See [`crate::on_stack`]; `f` must not unwind.
-#[inline]
-pub(crate) unsafe fn on_stack_trampoline(
-    arg: *mut u8,
-    f: unsafe extern "C" fn(*mut u8),
-    top: usize,
-) {
-    // SAFETY: forwarded from the caller; the trampoline preserves every
-    // callee-saved register and is an ordinary extern "C" function.
-    unsafe { __gort_arch_v0_on_stack(arg, f, top) }
 }
 
 #[inline(always)]

@@ -839,14 +839,8 @@ impl Sched {
         l.nmidlelocked += 1;
         if let Some(dump) = self.checkdead(&l) {
             l.nmidlelocked -= 1;
-            let p = self
-                .pidle_get(&mut l)
-                .expect("all Ps are idle when all Ms are");
-            drop(l);
-            mr.p.set(p);
-            self.set_ending(Ending::Deadlock(dump));
             // Readies our own goroutine too; it sits on our P's queue.
-            self.begin_shutdown();
+            self.report_deadlock(l, mr, dump);
             return self.take_own_locked_g(mr);
         }
         drop(l);
@@ -933,14 +927,8 @@ impl Sched {
         if let Some(dump) = self.checkdead(&l) {
             // We were the last running M: report, and lend ourselves to the
             // shutdown (with a P) before leaving.
-            let p = self
-                .pidle_get(&mut l)
-                .expect("all Ps are idle when all Ms are");
             l.mcount += 1;
-            drop(l);
-            mr.p.set(p);
-            self.set_ending(Ending::Deadlock(dump));
-            self.begin_shutdown();
+            self.report_deadlock(l, mr, dump);
             self.schedule(mr as *const M as *mut M);
         }
     }
@@ -1098,13 +1086,7 @@ impl Sched {
             // Every M is idle and every goroutine blocked: report, then
             // unwind the goroutines so that `run` can return.
             l.midle.pop();
-            let p = self
-                .pidle_get(&mut l)
-                .expect("all Ps are idle when all Ms are");
-            drop(l);
-            mr.p.set(p);
-            self.set_ending(Ending::Deadlock(dump));
-            self.begin_shutdown();
+            self.report_deadlock(l, mr, dump);
             return true;
         }
         drop(l);
@@ -1160,6 +1142,19 @@ impl Sched {
             return None;
         }
         Some(self.dump())
+    }
+
+    /// checkdead fired on this M (which counts itself as running again):
+    /// it takes an idle P, records the deadlock and starts the shutdown that
+    /// unwinds every goroutine, which this M then runs.
+    fn report_deadlock(&self, mut l: MutexGuard<'_, Locked>, mr: &M, dump: String) {
+        let p = self
+            .pidle_get(&mut l)
+            .expect("all Ps are idle when all Ms are");
+        drop(l);
+        mr.p.set(p);
+        self.set_ending(Ending::Deadlock(dump));
+        self.begin_shutdown();
     }
 
     /// One line per live goroutine: id, state, wait reason.
