@@ -110,8 +110,9 @@ pub(crate) unsafe fn switch(to: usize, value: usize) -> (usize, usize) {
     let ret: usize;
     let from: usize;
     // SAFETY: the caller upholds crate::switch's contract: `to` is a saved
-    // context. All registers that are not preserved are declared clobbered (x20-x28 explicitly, x0-x18, x30 and v0-v31 via
-    // clobber_abi); x19 and x29 are saved and restored by the asm itself.
+    // context. All registers that are not preserved are declared clobbered
+    // (x20-x28 explicitly, x0-x18, x30 and v0-v31 via clobber_abi); x19 and
+    // x29 are saved and restored by the asm itself.
     unsafe {
         asm!(
             "adr x3, 2f",

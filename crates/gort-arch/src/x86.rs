@@ -117,9 +117,9 @@ pub(crate) unsafe fn switch(to: usize, value: usize) -> (usize, usize) {
     let ret: usize;
     let from: usize;
     // SAFETY: the caller upholds crate::switch's contract: `to` is a saved
-    // context. All registers that are not preserved are declared clobbered (ebx and edi explicitly, eax, ecx, edx and the
-    // vector registers via clobber_abi); esi and ebp are saved and restored
-    // by the asm itself.
+    // context. All registers that are not preserved are declared clobbered
+    // (ebx and edi explicitly, eax, ecx, edx and the vector registers via
+    // clobber_abi); esi and ebp are saved and restored by the asm itself.
     unsafe {
         asm!(
             "push ebp",

@@ -110,8 +110,9 @@ pub(crate) unsafe fn switch(to: usize, value: usize) -> (usize, usize) {
     let ret: usize;
     let from: usize;
     // SAFETY: the caller upholds crate::switch's contract: `to` is a saved
-    // context. All registers that are not preserved are declared clobbered (r12-r15 explicitly, the caller-saved set via
-    // clobber_abi); rbx and rbp are saved and restored by the asm itself.
+    // context. All registers that are not preserved are declared clobbered
+    // (r12-r15 explicitly, the caller-saved set via clobber_abi); rbx and rbp
+    // are saved and restored by the asm itself.
     unsafe {
         asm!(
             "push rbp",
