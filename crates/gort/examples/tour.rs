@@ -39,8 +39,10 @@ fn main() {
 
     println!();
     println!(
-        "That is what exists today. The M:N scheduler (gort::go, gort::run), channels and \
-         select, and the C bridge (cgo::call, cgo::callback) arrive in later issues."
+        "That is the layer the tour shows today. Built beneath it and tested on three \
+         targets, not yet behind this facade: the M:N scheduler (gort-sched: go, join, \
+         park, syscall, set_procs), channels and select (gort-sync). Next: the facade \
+         (gort::run, gort::go) and the C bridge (cgo::call, cgo::callback)."
     );
 }
 
