@@ -80,6 +80,11 @@ impl P {
     }
 }
 
+/// Dead Gs a P keeps before moving a batch to the global free list, and
+/// the batch size both ways (Go's gfput/gfget use 64 and 32).
+const GFREE_LOCAL_MAX: usize = 64;
+const GFREE_BATCH: usize = 32;
+
 /// Most Ps a runtime can have (`procs`, `set_procs`).
 pub const MAX_PROCS: usize = 1024;
 
@@ -486,15 +491,21 @@ impl Sched {
             // SAFETY: cur_m is the M running this code.
             unsafe { (*cur_m).p.get() }
         };
-        // A dead G: the P's cache, then the global list, then a new one.
-        let mut g: *mut G = ptr::null_mut();
-        if !p.is_null() {
+        // A dead G: the P's cache (refilled from the global list a batch at
+        // a time, Go's gfget), else the global list, else a new one.
+        let mut g: *mut G = if !p.is_null() {
             // SAFETY: we hold p (it is our M's P).
-            g = unsafe { (*p).owned().gfree.pop() }.unwrap_or(ptr::null_mut());
-        }
-        if g.is_null() {
-            g = self.lock().gfree.pop().unwrap_or(ptr::null_mut());
-        }
+            let owned = unsafe { (*p).owned() };
+            if owned.gfree.is_empty() {
+                let mut l = self.lock();
+                let n = l.gfree.len().min(GFREE_BATCH);
+                let at = l.gfree.len() - n;
+                owned.gfree.extend(l.gfree.drain(at..));
+            }
+            owned.gfree.pop().unwrap_or(ptr::null_mut())
+        } else {
+            self.lock().gfree.pop().unwrap_or(ptr::null_mut())
+        };
         if g.is_null() {
             let mut boxed = Box::new(G::new(self));
             g = &mut *boxed;
@@ -1635,10 +1646,12 @@ impl Sched {
         // SAFETY: our M holds p.
         let owned = unsafe { (*p).owned() };
         let gp = gr as *const G as *mut G;
-        if owned.gfree.len() < 64 {
-            owned.gfree.push(gp);
-        } else {
-            self.lock().gfree.push(gp);
+        owned.gfree.push(gp);
+        if owned.gfree.len() >= GFREE_LOCAL_MAX {
+            // Go's gfput: move half to the global list under one lock
+            // acquisition, not one per goroutine.
+            let at = owned.gfree.len() - GFREE_BATCH;
+            self.lock().gfree.extend(owned.gfree.drain(at..));
         }
         if !gr.lockedm.get().is_null() {
             if mr.locked_int.get() != 0 {
