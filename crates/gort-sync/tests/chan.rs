@@ -3,7 +3,11 @@
 //! reports, shutdown with parked waiters. All three targets; counts scaled
 //! under qemu.
 
-use gort_sched::{go, num_goroutines, sleep, yield_now, Error, Runtime};
+mod common;
+
+use common::{goroutines_left, rt, rt_with_threads, under_qemu};
+
+use gort_sched::{go, sleep, yield_now, Error};
 use gort_sync::chan::{
     self, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, TryRecvError,
     TrySendError,
@@ -11,35 +15,6 @@ use gort_sync::chan::{
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
-
-/// Goroutines left besides main, once those that finished have exited
-/// (join returns when the result is published, a moment before the
-/// goroutine is gone).
-fn goroutines_left() -> usize {
-    let t = std::time::Instant::now();
-    while num_goroutines() > 1 && t.elapsed() < std::time::Duration::from_secs(5) {
-        gort_sched::sleep(std::time::Duration::from_millis(1));
-    }
-    num_goroutines() - 1
-}
-
-fn rt(procs: usize) -> Runtime {
-    Runtime::builder().procs(procs).build().unwrap()
-}
-
-/// A runtime whose goroutines plain threads may wake (else a moment when
-/// every goroutine waits on a thread is a deadlock).
-fn rt_with_threads(procs: usize) -> Runtime {
-    Runtime::builder()
-        .procs(procs)
-        .external_wakers(true)
-        .build()
-        .unwrap()
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {

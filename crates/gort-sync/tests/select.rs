@@ -2,41 +2,16 @@
 //! any arm, send arms, disconnected arms, exactly-once delivery when many
 //! selects compete, and no leftover registrations. All three targets.
 
-use gort_sched::{go, num_goroutines, sleep, Runtime};
+mod common;
+
+use common::{goroutines_left, rt, rt_with_threads, under_qemu};
+
+use gort_sched::{go, sleep};
 use gort_sync::chan::{self, RecvError};
 use gort_sync::select;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
-
-/// Goroutines left besides main, once those that finished have exited
-/// (join returns when the result is published, a moment before the
-/// goroutine is gone).
-fn goroutines_left() -> usize {
-    let t = std::time::Instant::now();
-    while num_goroutines() > 1 && t.elapsed() < std::time::Duration::from_secs(5) {
-        gort_sched::sleep(std::time::Duration::from_millis(1));
-    }
-    num_goroutines() - 1
-}
-
-fn rt(procs: usize) -> Runtime {
-    Runtime::builder().procs(procs).build().unwrap()
-}
-
-/// A runtime whose goroutines plain threads may wake (else a moment when
-/// every goroutine waits on a thread is a deadlock).
-fn rt_with_threads(procs: usize) -> Runtime {
-    Runtime::builder()
-        .procs(procs)
-        .external_wakers(true)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn ready_arms_are_chosen_fairly() {

@@ -2,40 +2,15 @@
 //! starvation mode entered and left, try_lock) and WaitGroup. All three
 //! targets.
 
-use gort_sched::{go, num_goroutines, sleep, yield_now, Runtime};
+mod common;
+
+use common::{goroutines_left, rt, rt_with_threads, under_qemu};
+
+use gort_sched::{go, sleep, yield_now};
 use gort_sync::sync::{Mutex, WaitGroup};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
-
-/// Goroutines left besides main, once those that finished have exited
-/// (join returns when the result is published, a moment before the
-/// goroutine is gone).
-fn goroutines_left() -> usize {
-    let t = std::time::Instant::now();
-    while num_goroutines() > 1 && t.elapsed() < std::time::Duration::from_secs(5) {
-        gort_sched::sleep(std::time::Duration::from_millis(1));
-    }
-    num_goroutines() - 1
-}
-
-fn rt(procs: usize) -> Runtime {
-    Runtime::builder().procs(procs).build().unwrap()
-}
-
-/// A runtime whose goroutines plain threads may wake (else a moment when
-/// every goroutine waits on a thread is a deadlock).
-fn rt_with_threads(procs: usize) -> Runtime {
-    Runtime::builder()
-        .procs(procs)
-        .external_wakers(true)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn mutex_keeps_a_counter_exact_under_64_goroutines() {
