@@ -1,3 +1,292 @@
-//! The syscall and C bridge: cgo::call and cgo::callback with Go's rules (seeds 000, 001, 002). Filled by the gort-cgo issue.
+//! Calls into C that never stall other goroutines, and callbacks from C on
+//! any thread, with Go's cgo semantics (seeds 000, 001, 002).
+//!
+//! - [`call`]: runs a function that calls C on the M's system stack (C
+//!   gets the thread's full stack), in syscall state: if C blocks, sysmon
+//!   hands the goroutine's P to another thread within ~50 µs, so other
+//!   goroutines keep running. The goroutine is not locked to its thread.
+//! - [`callback`]: at the top of every `extern "C"` function that C calls.
+//!   It works on every thread:
+//!   - inside a [`call`] (C -> Rust -> C -> Rust, any depth): the body
+//!     runs as the goroutine that called into C, on its stack;
+//!   - on a thread the runtime did not create (a C library's thread, a C
+//!     program's main thread): the thread is bound to an extra M of the
+//!     *callback runtime* (see [`set_callback_runtime`]), which stays bound
+//!     until the thread exits, and the body runs as a goroutine locked to
+//!     that thread;
+//!   - before any runtime exists: the default callback runtime starts (as
+//!     Go's c-archive does).
+//!
+//!   Inside a callback the goroutine can park (channels, sleep, join),
+//!   spawn, and call into C again.
+//!
+//! Panics: a panic in a callback body skips the C frames and continues in
+//! the goroutine (or plain thread) that made the [`call`], right after it,
+//! where `recover` or a destructor sees it. With no Rust caller above the C
+//! code (a C thread, a C program's main thread) the process aborts with a
+//! message naming the callback and the panic.
+//!
+//! See docs/cgo.md for the three paths, the seed ordering rules and costs.
+//!
+//! ```
+//! // A C function that calls back (here written in Rust as extern "C").
+//! extern "C" fn c_library(cb: extern "C" fn(i32) -> i32, x: i32) -> i32 {
+//!     cb(x) + 1
+//! }
+//! extern "C" fn double(x: i32) -> i32 {
+//!     // SAFETY: the top of an extern "C" function that holds nothing else.
+//!     unsafe { gort_cgo::callback(|| x * 2) }
+//! }
+//! let r = gort_sched::run(|| {
+//!     // SAFETY: the closure only calls the C function.
+//!     unsafe { gort_cgo::call(|| c_library(double, 20)) }
+//! });
+//! assert_eq!(r.unwrap(), 41);
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+use std::cell::RefCell;
+use std::sync::{mpsc, Mutex};
+
+use gort_sched::cgo::{BoundM, CallbackSite, RuntimeRef};
+
+/// Runs `f`, which calls into C, the way Go's cgo calls C: on the M's
+/// system stack, in syscall state, with the M marked as in C (seed 001:
+/// in-C is set after entering syscall state and cleared before leaving
+/// it). While `f` runs, the goroutine's P may be handed to another thread
+/// (after ~20-50 µs, and only when other goroutines need it), and the
+/// goroutine cannot be switched away from its thread. No OS-thread lock is
+/// taken. On return the goroutine takes its P back (one CAS) or waits for
+/// one.
+///
+/// Callbacks that `f`'s C code makes run as this goroutine (see
+/// [`callback`]); a panic in one continues here, after the C frames are
+/// skipped, and is raised again from this call.
+///
+/// From a plain thread, `f` runs on the current stack (a panic in a
+/// callback still comes back here).
+///
+/// `f` must not park, yield or spawn (it runs without a P): doing so is a
+/// fatal error ("goroutine switch while its M is in C").
+///
+/// # Safety
+///
+/// While C code that may call back runs, no Rust frame inside `f` may hold
+/// a value with a destructor: a panic in a callback abandons those frames
+/// without running anything in them (as it abandons the C frames). In
+/// practice `f` calls the C function with plain arguments and returns its
+/// result, which is all the C call needs.
+#[inline]
+pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { gort_sched::cgo::call(f) }
+}
+
+/// Runs the body of a callback from C, `f`, as a goroutine: call it at the
+/// top of every `extern "C"` function that C calls, with the function's
+/// whole body inside `f`.
+///
+/// - Inside a [`call`] on this thread: `f` runs as the calling goroutine,
+///   on its stack below the call, locked to this thread for its duration
+///   (seed 000); it gets a P first, which may mean waiting for one.
+/// - On any other thread: the thread is bound to an extra M of the
+///   callback runtime (once; the binding lasts until the thread exits) and
+///   `f` runs as a goroutine locked to it. The system-stack bounds are
+///   re-probed only when the cached ones do not contain the stack pointer,
+///   and restored after (seed 002).
+/// - Called from Rust, not from C (a goroutine that is not in [`call`]),
+///   `f` just runs.
+///
+/// A panic in `f` skips the C frames to the nearest [`call`] on this
+/// thread and continues there; with none, the process aborts with
+/// `fatal error: gort: panic in a callback from C with no Rust caller to
+/// unwind to`, naming the callback and the panic.
+///
+/// # Safety
+///
+/// The calling `extern "C"` function must hold nothing with a destructor
+/// outside `f`: if `f` panics, its frame is abandoned along with the C
+/// frames. (Everything inside `f` is unwound normally.)
+pub unsafe fn callback<R>(f: impl FnOnce() -> R) -> R {
+    match gort_sched::cgo::callback_site() {
+        // SAFETY: forwarded; the site is Nested.
+        CallbackSite::Nested => unsafe { gort_sched::cgo::callback_nested(f) },
+        CallbackSite::Inline => f(),
+        // SAFETY: forwarded.
+        CallbackSite::Foreign => unsafe { foreign_callback(f) },
+    }
+}
+
+thread_local! {
+    /// This thread's extra M, when the runtime did not create the thread.
+    /// Its destructor runs at thread exit and gives the M back to its
+    /// runtime's pool (Go uses a pthread key destructor the same way).
+    static BINDING: RefCell<Option<BoundM>> = const { RefCell::new(None) };
+}
+
+/// The runtime that serves callbacks from threads it did not create.
+static CALLBACK_RUNTIME: Mutex<Option<RuntimeRef>> = Mutex::new(None);
+
+/// Makes the runtime of the calling goroutine the one that serves
+/// callbacks from C threads it did not create (and from C programs' main
+/// threads), instead of the default callback runtime that would otherwise
+/// start on the first such callback. Threads already bound to another
+/// runtime stay bound to it while that runtime runs.
+///
+/// The runtime's deadlock detection does not know about C threads that
+/// have not called in yet: build it with
+/// `Runtime::builder().external_wakers(true)` if its goroutines wait for
+/// such callbacks.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn set_callback_runtime() {
+    let rt =
+        RuntimeRef::current().expect("gort::cgo::set_callback_runtime called outside a goroutine");
+    *CALLBACK_RUNTIME.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt);
+}
+
+/// The callback runtime: the one set by [`set_callback_runtime`] while it
+/// runs, else the default one, started on first use on its own thread with
+/// default settings (procs from `GORT_PROCS` or the core count), never
+/// reported as deadlocked (it waits for callbacks).
+fn callback_runtime() -> RuntimeRef {
+    let mut slot = CALLBACK_RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rt) = slot.as_ref().filter(|rt| !rt.is_finished()) {
+        return rt.clone();
+    }
+    let rt = start_default_runtime();
+    *slot = Some(rt.clone());
+    rt
+}
+
+fn start_default_runtime() -> RuntimeRef {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("gort-callbacks".into())
+        .spawn(move || {
+            let built = gort_sched::Runtime::builder().external_wakers(true).build();
+            let rt = match built {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let r = rt.run(move || {
+                let _ = tx.send(Ok(RuntimeRef::current().expect("in a goroutine")));
+                // Serve callbacks for the life of the process.
+                loop {
+                    gort_sched::park(
+                        gort_sched::WaitReason::Other("serving callbacks from C"),
+                        |_| true,
+                    );
+                }
+            });
+            if let Err(e) = r {
+                fatal(&format!("the default callback runtime failed: {e}"));
+            }
+        });
+    if let Err(e) = spawned {
+        fatal(&format!("cannot start the default callback runtime: {e}"));
+    }
+    match rx.recv() {
+        Ok(Ok(rt)) => rt,
+        Ok(Err(e)) => fatal(&format!("cannot build the default callback runtime: {e}")),
+        Err(_) => fatal("the default callback runtime did not start"),
+    }
+}
+
+/// The extra M bound to this thread, binding one first if needed (or if
+/// the runtime it was bound to has ended).
+fn bound_m() -> *const BoundM {
+    BINDING.with(|b| {
+        let mut b = b.borrow_mut();
+        let stale = b.as_ref().is_some_and(|m| m.runtime().is_finished());
+        if b.is_none() || stale {
+            // Drop the stale binding first: its M goes back to its pool.
+            *b = None;
+            let rt = callback_runtime();
+            match rt.bind_thread() {
+                Ok(m) => *b = Some(m),
+                Err(e) => fatal(&format!(
+                    "cannot bind this thread for callbacks from C: {e}"
+                )),
+            }
+        }
+        b.as_ref().expect("bound above") as *const BoundM
+    })
+}
+
+/// A callback on a thread the runtime did not create (or a plain Rust
+/// thread): Go's `needm` (once per thread here) and `cgocallbackg`.
+///
+/// # Safety
+/// As [`callback`].
+unsafe fn foreign_callback<R, F: FnOnce() -> R>(f: F) -> R {
+    // Seed 002: this thread's system-stack bounds for the callback: the
+    // cached ones if they contain SP, else re-probed around SP; restored
+    // after, so a callback never leaves stale bounds behind.
+    let saved = gort_stack::save_thread_bounds();
+    let _ = gort_stack::thread_bounds_at(gort_arch::current_sp());
+    let m = bound_m();
+    // SAFETY: the binding stays in this thread's slot until the thread
+    // exits; nothing replaces it while a callback of it runs (a nested
+    // callback takes the Nested path, not this one).
+    let r = unsafe { (*m).callback(f) };
+    gort_stack::restore_thread_bounds(saved);
+    match r {
+        Ok(v) => v,
+        Err(p) => {
+            if gort_unwind::has_resume_point() {
+                // A plain Rust thread called C through `call`: continue
+                // there. SAFETY: this frame holds nothing with a
+                // destructor (the panic moves into the call), and the
+                // caller's frame holds nothing (our contract).
+                unsafe { gort_unwind::unwind_to_resume_point(p) }
+            }
+            fatal(&format!(
+                "panic in a callback from C with no Rust caller to unwind to \
+                 (callback {}, on a thread the runtime did not create): {p}",
+                callback_name::<F>()
+            ))
+        }
+    }
+}
+
+/// The callback's name for messages: the closure's type names the
+/// function it is written in (`my_lib::on_event::{{closure}}`).
+fn callback_name<F>() -> &'static str {
+    let name = std::any::type_name::<F>();
+    name.strip_suffix("::{{closure}}").unwrap_or(name)
+}
+
+/// Calls into C and callbacks made so far, and Ms in C now, in the
+/// runtime of the calling goroutine (None on a plain thread).
+pub fn counts() -> Option<Counts> {
+    RuntimeRef::current().map(|rt| {
+        let (calls, callbacks, in_c) = rt.cgo_counts();
+        Counts {
+            calls,
+            callbacks,
+            in_c,
+        }
+    })
+}
+
+/// cgo counters of one runtime (see [`counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls into C made with [`call`].
+    pub calls: u64,
+    /// Callbacks from C run.
+    pub callbacks: u64,
+    /// Threads in a C call right now.
+    pub in_c: usize,
+}
+
+fn fatal(msg: &str) -> ! {
+    eprintln!("fatal error: gort: {msg}");
+    std::process::abort()
+}

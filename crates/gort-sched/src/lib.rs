@@ -15,8 +15,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod cgo;
 mod g;
 mod local;
+mod membarrier;
 mod note;
 #[doc(hidden)]
 pub mod pstatus;

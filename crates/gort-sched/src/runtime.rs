@@ -157,6 +157,7 @@ impl Runtime {
         })
         .map_err(|e| Error::Resource(e.to_string()))?;
         gort_stack::overflow::install().map_err(|e| Error::Resource(e.to_string()))?;
+        crate::membarrier::init();
         let sched = Arc::new(Sched::new(
             Config {
                 procs: self.procs,
@@ -363,6 +364,18 @@ fn unpin(g: *mut G, pinned: bool) {
     }
 }
 
+/// `lock_internal` for a goroutine that is not running yet, on M `m`
+/// (a callback from C locks before leaving syscall state).
+pub(crate) fn lock_m(m: *mut crate::sched::M, g: *mut G) {
+    // SAFETY: m is the calling thread's M and g the goroutine about to run
+    // on it (the caller's contract); both live as long as their Sched.
+    unsafe {
+        (*m).locked_int.set((*m).locked_int.get() + 1);
+        (*m).lockedg.set(g);
+        (*g).lockedm.set(m);
+    }
+}
+
 fn lock_internal(g: *mut G) {
     // SAFETY: g is the running goroutine and g.m its M (set by execute
     // before the last switch to it; read now, after that switch).
@@ -374,7 +387,7 @@ fn lock_internal(g: *mut G) {
     }
 }
 
-fn unlock_internal(g: *mut G) {
+pub(crate) fn unlock_internal(g: *mut G) {
     // SAFETY: as in lock_internal.
     unsafe {
         let m = (*g).m.get();
@@ -491,7 +504,7 @@ pub fn park(reason: WaitReason, mut unlock: impl FnMut(GRef) -> bool) {
     check_cancel(g);
 }
 
-fn check_cancel(g: *mut G) {
+pub(crate) fn check_cancel(g: *mut G) {
     // SAFETY: the running G is live.
     let gr = unsafe { &*g };
     if gr.cancel.load(Ordering::Acquire) && !std::thread::panicking() {

@@ -21,7 +21,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -37,6 +37,9 @@ pub(crate) enum Request<'a> {
     /// I left a syscall and found no P: queue me and park this M (Go's
     /// `exitsyscall0`).
     ExitSyscall,
+    /// The body of a callback from C finished and I am back in syscall
+    /// state: return to the C frames (see `cgo`).
+    CallbackReturn,
 }
 
 /// A processor: the right to run goroutines, with a local run queue and
@@ -53,8 +56,10 @@ pub(crate) struct P {
     pub(crate) runq: LocalQueue<G>,
     /// The syscall handoff word (see `pstatus`).
     pub(crate) status: crate::pstatus::PStatus,
-    /// When the holder entered its current syscall (ns since `Sched::base`).
-    syscall_since: AtomicU64,
+    /// Syscalls entered on this P (Go's `p.syscalltick`): written only by
+    /// the holder, read by sysmon to tell one long syscall from many short
+    /// ones without reading the clock on the syscall path.
+    syscalltick: AtomicU32,
     owned: UnsafeCell<POwned>,
 }
 
@@ -70,7 +75,7 @@ impl P {
             id,
             runq: LocalQueue::new(),
             status: crate::pstatus::PStatus::new(),
-            syscall_since: AtomicU64::new(0),
+            syscalltick: AtomicU32::new(0),
             owned: UnsafeCell::new(POwned {
                 schedtick: 0,
                 gfree: Vec::new(),
@@ -138,7 +143,23 @@ pub(crate) struct M {
     /// Set when a goroutine exits while locked: the M's thread exits too.
     exit_thread: Cell<bool>,
     /// The P this M had when it entered a syscall (Go's `m.oldp`).
-    oldp: Cell<*mut P>,
+    pub(crate) oldp: Cell<*mut P>,
+    /// The M is running C code (Go's `m.incgo`, seed 001): set after
+    /// entering syscall state and cleared before leaving it; while set, no
+    /// goroutine may be switched on this M.
+    pub(crate) incgo: AtomicBool,
+    /// Calls into C made on this M, and callbacks from C run on it (Go's
+    /// `m.ncgocall`). Written only by the M's thread, read by stats.
+    pub(crate) ncgocall: AtomicU64,
+    pub(crate) ncallback: AtomicU64,
+    /// Set by `execute` when the goroutine's callback body returned
+    /// (`Request::CallbackReturn`): the callback's scheduling loop ends.
+    pub(crate) callback_returned: Cell<bool>,
+    /// An extra M: bound to a thread the runtime did not create, to run
+    /// callbacks from C there (Go's `m.isextra`), with the G that runs them
+    /// (null for other Ms). Set once when the M is made.
+    pub(crate) extra: bool,
+    pub(crate) extra_g: *mut G,
 }
 
 // SAFETY: see M's invariants; cross-thread fields are atomics or the note.
@@ -163,7 +184,22 @@ impl M {
             locked_int: Cell::new(0),
             exit_thread: Cell::new(false),
             oldp: Cell::new(ptr::null_mut()),
+            incgo: AtomicBool::new(false),
+            ncgocall: AtomicU64::new(0),
+            ncallback: AtomicU64::new(0),
+            callback_returned: Cell::new(false),
+            extra: false,
+            extra_g: ptr::null_mut(),
         }
+    }
+
+    /// The stack pointer at which g0 is suspended (0 if it is not): the
+    /// system stack below it is free while a goroutine runs on this M.
+    pub(crate) fn g0_sp(&self) -> usize {
+        let g0 = self.g0.take();
+        let sp = g0.stack_pointer();
+        self.g0.set(g0);
+        sp
     }
 
     fn fastrand(&self) -> u32 {
@@ -275,13 +311,12 @@ pub(crate) struct Sched {
     finished: AtomicBool,
     /// Time origin for the nanosecond stamps below.
     base: Instant,
-    /// Goroutines in a syscall or C call now.
-    nsyscall: AtomicUsize,
-    /// When a syscall last started (ns since `base`): sysmon keeps polling
-    /// for a while after syscall activity.
-    last_syscall: AtomicU64,
-    /// sysmon is polling (short sleeps) rather than sleeping long.
+    /// sysmon is polling (short sleeps) rather than sleeping long. Read
+    /// by every syscall entry (see `watch_syscall`).
     sysmon_polling: AtomicBool,
+    /// Extra Ms not bound to a thread now, for the next foreign thread
+    /// that calls back (see `cgo`).
+    pub(crate) extra_ms: Mutex<Vec<*mut M>>,
     /// Ps retaken from Ms in syscalls (stats).
     pub(crate) handoffs: AtomicU64,
     npidle: AtomicUsize,
@@ -333,7 +368,7 @@ pub(crate) fn restore_current(saved: (*mut G, *mut M)) {
 }
 
 #[inline(never)]
-fn set_current(g: *mut G, m: *mut M) {
+pub(crate) fn set_current(g: *mut G, m: *mut M) {
     CURRENT_G.with(|c| c.set(g));
     CURRENT_M.with(|c| c.set(m));
 }
@@ -388,9 +423,8 @@ impl Sched {
             sysmon_note: Note::new(),
             finished: AtomicBool::new(false),
             base: Instant::now(),
-            nsyscall: AtomicUsize::new(0),
-            last_syscall: AtomicU64::new(0),
             sysmon_polling: AtomicBool::new(false),
+            extra_ms: Mutex::new(Vec::new()),
             handoffs: AtomicU64::new(0),
             npidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
@@ -1264,6 +1298,10 @@ impl Sched {
         // lock), or the wait below would return before the Ps stop.
         self.stw_note.clear();
         self.stw_wait.store(true, Ordering::SeqCst);
+        // Pairs with enter_syscall's SYSCALL store and stw_wait load: an M
+        // entering a syscall from now on sees the stop, and one that entered
+        // before has its SYSCALL visible to the scan below.
+        crate::membarrier::heavy_fence();
         l.stw_wait_for = old - 1;
         while let Some(p) = self.pidle_get(&mut l) {
             self.stw_stop_p(&mut l, p);
@@ -1369,6 +1407,12 @@ impl Sched {
 
     /// Go's `entersyscall`: the goroutine keeps its M but its P becomes
     /// retakeable (status SYSCALL) by sysmon or a stop-the-world.
+    ///
+    /// The fast path is plain stores and one load: no clock read (sysmon
+    /// times syscalls by watching `syscalltick`) and no read-modify-write
+    /// on shared memory (see `watch_syscall` for how sysmon still never
+    /// misses one).
+    #[inline]
     pub(crate) fn enter_syscall(&self, g: &G) {
         let m = g.m.get();
         // SAFETY: g runs on m (read after its last switch).
@@ -1378,65 +1422,108 @@ impl Sched {
             fatal("entersyscall: goroutine's M has no P");
         }
         mr.oldp.set(p);
-        g.cas_status(Status::Running, Status::Syscall);
-        let now = self.now_nanos();
+        // Running -> Syscall: only the goroutine itself moves a running G.
+        g.set_status(Status::Syscall);
         // SAFETY: we hold p until enter_syscall publishes it.
         let pr = unsafe { &*p };
-        pr.syscall_since.store(now, Ordering::Relaxed);
+        let tick = pr.syscalltick.load(Ordering::Relaxed).wrapping_add(1);
+        pr.syscalltick.store(tick, Ordering::Relaxed);
         pr.status.enter_syscall();
-        self.last_syscall.store(now, Ordering::Relaxed);
-        // SeqCst pairs with sysmon's store of `sysmon_polling` and its
-        // re-read of `nsyscall`: one of us sees the other, so a syscall
-        // never goes unwatched while sysmon sleeps long.
-        self.nsyscall.fetch_add(1, Ordering::SeqCst);
-        if !self.sysmon_polling.load(Ordering::SeqCst) {
-            self.sysmon_note.wake();
-        }
-        if self.stw_wait.load(Ordering::Acquire) && pr.status.try_stop() {
+        self.watch_syscall();
+        if self.stw_wait.load(Ordering::Relaxed) && pr.status.try_stop() {
             // A stop is pending: give it the P now (Go's entersyscall_gcwait).
             let mut l = self.lock();
             self.stw_stop_p(&mut l, p);
         }
     }
 
+    /// After a P went into SYSCALL: wakes sysmon if it is sleeping long.
+    ///
+    /// A Dekker handshake with sysmon's `sysmon_polling` store and P scan,
+    /// made asymmetric: this side pays a compiler fence only, and sysmon,
+    /// before each long sleep, runs `membarrier`, which executes a full
+    /// barrier on every thread of the process. Either our SYSCALL store is
+    /// visible to sysmon's scan after its barrier, or our load below comes
+    /// after the barrier and sees `sysmon_polling` false. Where the kernel
+    /// lacks `membarrier` (or qemu-user does not pass it on) this side uses
+    /// a full fence instead.
+    #[inline]
+    fn watch_syscall(&self) {
+        crate::membarrier::light_fence();
+        if !self.sysmon_polling.load(Ordering::Relaxed) {
+            self.sysmon_polling.store(true, Ordering::Relaxed);
+            self.sysmon_note.wake();
+        }
+    }
+
     /// Go's `exitsyscall`: take the old P back with one CAS if nobody took
     /// it (fast path), else an idle P, else queue the goroutine and park
     /// this M (slow path, on g0).
+    #[inline]
     pub(crate) fn exit_syscall(&self, g: &G) {
         let m = g.m.get();
         // SAFETY: a goroutine in a syscall has not switched: still on m.
         let mr = unsafe { &*m };
-        self.nsyscall.fetch_sub(1, Ordering::SeqCst);
-        let oldp = mr.oldp.replace(ptr::null_mut());
-        // SAFETY: Ps live as long as the Sched.
-        if unsafe { (*oldp).status.try_exit_syscall() } {
-            mr.p.set(oldp);
-            g.cas_status(Status::Syscall, Status::Running);
-            return;
-        }
-        let idle = {
-            let mut l = self.lock();
-            self.pidle_get(&mut l)
-        };
-        if let Some(p) = idle {
-            mr.p.set(p);
-            g.cas_status(Status::Syscall, Status::Running);
+        if self.exit_syscall_fast(mr) {
+            g.set_status(Status::Running);
             return;
         }
         let mut req = Request::ExitSyscall;
         switch_to_g0(g as *const G as *mut G, &mut req);
     }
 
-    /// Go's `retake`: hands off the P of every M that has been in a syscall
-    /// for 20 µs or more, unless nothing is waiting for it (no local work
-    /// and spare Ms or Ps to take new work) and it has been less than 10 ms.
-    fn retake(&self, now: u64) {
+    /// The part of `exitsyscall` that needs no switch: the old P back with
+    /// one CAS, else an idle P. True when the M holds a P again.
+    #[inline]
+    fn exit_syscall_fast(&self, mr: &M) -> bool {
+        let oldp = mr.oldp.replace(ptr::null_mut());
+        // SAFETY: Ps live as long as the Sched.
+        if !oldp.is_null() && unsafe { (*oldp).status.try_exit_syscall() } {
+            mr.p.set(oldp);
+            return true;
+        }
+        self.exit_syscall_idle_p(mr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn exit_syscall_idle_p(&self, mr: &M) -> bool {
+        let idle = {
+            let mut l = self.lock();
+            self.pidle_get(&mut l)
+        };
+        match idle {
+            Some(p) => {
+                mr.p.set(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Go's `retake`: hands off the P of every M that has been in the same
+    /// syscall for 20 µs or more (the same `syscalltick` seen on two
+    /// sysmon passes that far apart), unless nothing is waiting for it (no
+    /// local work and spare Ms or Ps to take new work) and it has been less
+    /// than 10 ms. Returns whether any P is in a syscall.
+    fn retake(&self, now: u64, watch: &mut Vec<(u32, u64)>) -> bool {
+        let mut any = false;
         for p in self.allp() {
+            if watch.len() <= p.id {
+                watch.resize(p.id + 1, (0, 0));
+            }
             if !p.status.in_syscall() {
                 continue;
             }
-            let since = p.syscall_since.load(Ordering::Relaxed);
-            let age = now.saturating_sub(since);
+            any = true;
+            let tick = p.syscalltick.load(Ordering::Relaxed);
+            let seen = &mut watch[p.id];
+            if seen.0 != tick || seen.1 == 0 {
+                // A syscall sysmon has not seen before: start its clock.
+                *seen = (tick, now.max(1));
+                continue;
+            }
+            let age = now.saturating_sub(seen.1);
             if age < 20_000 {
                 continue;
             }
@@ -1453,6 +1540,14 @@ impl Sched {
                 self.handoffp(p as *const P as *mut P);
             }
         }
+        any
+    }
+
+    /// Sum of every P's `syscalltick`: changes when any syscall started.
+    fn syscall_ticks(&self) -> u32 {
+        self.allp().fold(0u32, |a, p| {
+            a.wrapping_add(p.syscalltick.load(Ordering::Relaxed))
+        })
     }
 
     /// Arms a deadline for a parked goroutine's waker (park_with).
@@ -1474,6 +1569,10 @@ impl Sched {
     /// timer is added, so an idle runtime costs no CPU. (Retaking Ps from
     /// Ms stuck in syscalls comes with syscalls, issue 6.)
     pub(crate) fn sysmon(&self) {
+        // Per P: the syscalltick sysmon last saw, and when it first saw it.
+        let mut watch: Vec<(u32, u64)> = Vec::new();
+        let mut last_ticks = self.syscall_ticks();
+        let mut last_activity = 0u64;
         loop {
             if self.finished.load(Ordering::Acquire) {
                 return;
@@ -1500,22 +1599,28 @@ impl Sched {
                 self.sysmon_checkdead();
             }
             let now_ns = self.now_nanos();
-            self.retake(now_ns);
-            // Poll every 25 µs while syscalls are in flight or were made in
-            // the last 10 ms, so a stuck syscall loses its P within ~50 µs
-            // every time (Go backs off to 10 ms sleeps here, which is what
-            // makes its repeated handoffs take 20 ms). Otherwise sleep until
-            // the next timer: an idle runtime costs nothing.
-            let recent =
-                now_ns.saturating_sub(self.last_syscall.load(Ordering::Relaxed)) < 10_000_000;
-            let mut poll = self.nsyscall.load(Ordering::SeqCst) > 0 || recent;
+            let in_syscall = self.retake(now_ns, &mut watch);
+            let ticks = self.syscall_ticks();
+            if ticks != last_ticks {
+                last_ticks = ticks;
+                last_activity = now_ns;
+            }
+            // Poll every 25 µs while a P is in a syscall or syscalls were
+            // made in the last 10 ms, so a stuck syscall loses its P within
+            // ~50 µs every time (Go backs off to 10 ms sleeps here, which is
+            // what makes its repeated handoffs take 20 ms). Otherwise sleep
+            // until the next timer: an idle runtime costs nothing.
+            let mut poll = in_syscall || now_ns.saturating_sub(last_activity) < 10_000_000;
             if !poll {
-                self.sysmon_polling.store(false, Ordering::SeqCst);
-                // Re-check after announcing the long sleep (see enter_syscall).
-                poll = self.nsyscall.load(Ordering::SeqCst) > 0;
+                self.sysmon_polling.store(false, Ordering::Relaxed);
+                // Every thread's SYSCALL stores before this point are now
+                // visible, and every later syscall entry sees `false` above
+                // and wakes us (see `watch_syscall`).
+                crate::membarrier::heavy_fence();
+                poll = self.allp().any(|p| p.status.in_syscall());
             }
             if poll {
-                self.sysmon_polling.store(true, Ordering::SeqCst);
+                self.sysmon_polling.store(true, Ordering::Relaxed);
             }
             let until_timer = next.map(|when| when.saturating_duration_since(Instant::now()));
             match (poll, until_timer) {
@@ -1617,6 +1722,12 @@ impl Sched {
                     self.gdestroy(mr, gr);
                     return;
                 }
+                Request::CallbackReturn => {
+                    // Back into syscall state, on the way back to C: the
+                    // callback's own loop (cgo::callback_loop) takes over.
+                    mr.callback_returned.set(true);
+                    return;
+                }
                 Request::ExitSyscall => {
                     gr.cas_status(Status::Syscall, Status::Runnable);
                     let mut l = self.lock();
@@ -1677,6 +1788,158 @@ impl Sched {
     }
 }
 
+impl Sched {
+    // ---- cgo: extra Ms and callbacks (driven by crate::cgo) ---------------
+
+    /// An extra M for a thread the runtime did not create (Go's `needm`
+    /// and `oneNewExtraM`): from the pool, else a new one with its own G
+    /// and goroutine stack. No thread is started: the caller's thread is
+    /// the M. It counts in `mcount` while bound, so checkdead sees it as
+    /// able to wake goroutines.
+    pub(crate) fn bind_extra_m(&self) -> Result<*mut M, gort_stack::StackError> {
+        let pooled = self
+            .extra_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let m = match pooled {
+            Some(m) => m,
+            None => {
+                let stack = self.stacks.get()?;
+                let mut g = Box::new(G::new(self));
+                *g.stack.get_mut() = Some(stack);
+                let gp: *mut G = &mut *g;
+                self.allgs.lock().unwrap_or_else(|e| e.into_inner()).push(g);
+                let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+                let mut m = Box::new(M::new(allm.len() as u64));
+                m.extra = true;
+                m.extra_g = gp;
+                let mp: *mut M = &mut *m;
+                allm.push(m);
+                mp
+            }
+        };
+        self.lock().mcount += 1;
+        Ok(m)
+    }
+
+    /// The bound thread exits (Go's `dropm` at thread exit): the M goes
+    /// back to the pool, and a P it left in syscall state is handed off.
+    pub(crate) fn unbind_extra_m(&self, m: *mut M) {
+        // SAFETY: m is an extra M bound to the calling thread, not in a
+        // callback (its thread is exiting).
+        let mr = unsafe { &*m };
+        let oldp = mr.oldp.replace(ptr::null_mut());
+        // SAFETY: Ps live as long as the Sched.
+        if !oldp.is_null() && unsafe { (*oldp).status.try_retake() } {
+            // SAFETY: winning the retake made the P ours.
+            unsafe { (*oldp).status.set_running() };
+            self.handoffp(oldp);
+        }
+        self.lock().mcount -= 1;
+        self.extra_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(m);
+    }
+
+    /// The scheduling side of a callback from C (Go's `cgocallbackg` up to
+    /// the body, and its scheduling while the body runs). Runs on this
+    /// thread's system stack, below the C frames: `m` is this thread's M,
+    /// `g` the goroutine that runs the body (the one that called into C,
+    /// or the extra M's G), in syscall state; `body` is the body's fresh
+    /// context on g's stack. Acts as g0 for `m` until the body is done:
+    /// g is locked to m first (seed 000: leaving syscall state must not
+    /// move it), gets a P (its old one, an idle one, or by queueing and
+    /// waiting for an M with a P to hand both over), runs, and is run again
+    /// here whenever it parks or yields. Returns when the body has
+    /// finished and g is back in syscall state with `incgo` set and the
+    /// thread lock dropped (in that order, by g itself).
+    ///
+    /// # Safety
+    /// As above; `m` and `g` belong to this Sched and to this thread now.
+    pub(crate) unsafe fn callback_loop(&self, m: *mut M, g: *mut G, body: Context) {
+        // SAFETY: the caller's contract.
+        let (mr, gr) = unsafe { (&*m, &*g) };
+        crate::runtime::lock_m(m, g);
+        gr.m.set(m);
+        if self.exit_syscall_fast(mr) {
+            gr.set_status(Status::Runnable);
+        } else {
+            // Go's exitsyscall0 for a locked G: queue it, unless an idle P
+            // appeared meanwhile (checked under the same lock that Ms going
+            // idle take, so the G cannot be left queued with Ps idle), and
+            // wait until an M with a P hands both over (startlockedm).
+            gr.set_status(Status::Runnable);
+            let mut l = self.lock();
+            if let Some(p) = self.pidle_get(&mut l) {
+                drop(l);
+                mr.p.set(p);
+            } else {
+                l.runq.push_back(GRef(NonNull::from(gr)));
+                self.runq_len.store(l.runq.len(), Ordering::Release);
+                drop(l);
+                if !self.stop_locked_m(m) {
+                    fatal("a callback from C waited for a P while its runtime ended");
+                }
+            }
+        }
+        mr.incgo.store(false, Ordering::Relaxed);
+        mr.ncallback
+            .store(mr.ncallback.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // SAFETY: g is not running; its context slot is ours.
+        unsafe { *gr.ctx.get() = body };
+        loop {
+            self.execute(m, GRef(NonNull::from(gr)), true);
+            if mr.callback_returned.replace(false) {
+                break;
+            }
+            // The body parked or yielded: this M runs nothing but g; wait
+            // until g is runnable and a P comes with it.
+            if !self.stop_locked_m(m) {
+                fatal("a callback from C was blocked when its runtime ended");
+            }
+        }
+        // The body's context is abandoned: it switched away for good.
+        // SAFETY: as above.
+        drop(unsafe { (*gr.ctx.get()).take() });
+    }
+
+    /// Counts the extra M's goroutine in or out of the live goroutines for
+    /// the duration of a callback from a foreign thread.
+    pub(crate) fn extra_g_started(&self) -> u64 {
+        self.ngoroutines.fetch_add(1, Ordering::AcqRel);
+        self.goid.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn extra_g_finished(&self) {
+        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.shutdown.load(Ordering::Acquire) {
+            self.finished.store(true, Ordering::Release);
+            self.sysmon_note.wake();
+            self.done.wake();
+            self.wake_all_idle();
+        }
+    }
+
+    /// The run is over (or ending): no new callbacks should come here.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// (calls into C made, callbacks run, Ms in C now), over every M.
+    pub(crate) fn cgo_counts(&self) -> (u64, u64, usize) {
+        let allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+        allm.iter().fold((0, 0, 0), |(c, b, n), m| {
+            (
+                c + m.ncgocall.load(Ordering::Relaxed),
+                b + m.ncallback.load(Ordering::Relaxed),
+                n + usize::from(m.incgo.load(Ordering::Relaxed)),
+            )
+        })
+    }
+}
+
 /// The M running this thread if it belongs to `sched`, else null.
 fn current_m_of(sched: &Sched) -> *mut M {
     let m = CURRENT_M.with(|c| c.get());
@@ -1705,6 +1968,12 @@ pub(crate) fn switch_to_g0(g: *mut G, req: &mut Request<'_>) {
         let m = (*g).m.get();
         if (*m).locks.get() != 0 {
             fatal("goroutine switch while holding an M lock (acquirem)");
+        }
+        if (*m).incgo.load(Ordering::Relaxed)
+            && !matches!(req, Request::ExitSyscall | Request::CallbackReturn)
+        {
+            // Seed 001: the M is in C; its goroutine must stay with it.
+            fatal("goroutine switch while its M is in C (a park, yield or exit inside cgo::call's C function)");
         }
         let g0 = (*m).g0.take();
         let (g0_back, new_m) = gort_arch::switch(g0, req as *mut Request<'_> as usize);

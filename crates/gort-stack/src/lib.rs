@@ -32,8 +32,9 @@ mod stack;
 mod sys;
 
 pub use bounds::{
-    clear_running_stack, remaining_stack, running_stack, set_running_stack, thread_bounds,
-    thread_stack_bounds, Bounds, BoundsCache, RunningStack,
+    clear_running_stack, remaining_stack, restore_thread_bounds, running_stack, save_thread_bounds,
+    set_running_stack, thread_bounds, thread_bounds_at, thread_probes, thread_stack_bounds, Bounds,
+    BoundsCache, RunningStack, SavedBounds,
 };
 pub use budget::{system_limit as max_map_count, MapBudget, MapLimit};
 pub use guard::{guard_strategy, GuardStrategy};

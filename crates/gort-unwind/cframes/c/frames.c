@@ -65,3 +65,59 @@ int gort_c_add(int a, int b)
 {
     return a + b;
 }
+
+/* The trivial callee with one argument, for call-overhead benchmarks. */
+int gort_c_inc(int a)
+{
+    return a + 1;
+}
+
+/* Sleeps (a blocking C call). */
+#include <time.h>
+void gort_c_sleep_us(long us)
+{
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Calls cb(arg) `n` times from this thread (main10.c's loop). */
+void gort_c_loop(long n, gort_cb cb, void *arg)
+{
+    for (long i = 0; i < n; i++)
+        cb(arg);
+}
+
+/*
+ * `threads` new pthreads each call cb(arg) `n` times, then exit; returns
+ * after joining them (0), or the pthread error.
+ */
+#include <pthread.h>
+struct gort_loop_args {
+    long n;
+    gort_cb cb;
+    void *arg;
+};
+
+static void *gort_c_thread_main(void *p)
+{
+    struct gort_loop_args *a = p;
+    gort_c_loop(a->n, a->cb, a->arg);
+    return 0;
+}
+
+int gort_c_threads(int threads, long n, gort_cb cb, void *arg)
+{
+    pthread_t t[64];
+    struct gort_loop_args a = { n, cb, arg };
+    if (threads > 64)
+        return -1;
+    for (int i = 0; i < threads; i++) {
+        int e = pthread_create(&t[i], 0, gort_c_thread_main, &a);
+        if (e)
+            return e;
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], 0);
+    return 0;
+}

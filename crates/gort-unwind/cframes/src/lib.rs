@@ -62,4 +62,22 @@ extern "C" {
 
     /// Returns `a + b` without calling back: a trivial C callee.
     pub fn gort_c_add(a: c_int, b: c_int) -> c_int;
+
+    /// Returns `a + 1`: the trivial C callee of the call benchmarks.
+    pub fn gort_c_inc(a: c_int) -> c_int;
+
+    /// Sleeps `us` microseconds in `nanosleep`: a blocking C call.
+    pub fn gort_c_sleep_us(us: std::ffi::c_long);
+
+    /// Calls `cb(arg)` `n` times from the calling thread.
+    pub fn gort_c_loop(n: std::ffi::c_long, cb: Callback, arg: *mut c_void);
+
+    /// Starts `threads` (at most 64) pthreads that each call `cb(arg)` `n`
+    /// times and exit; joins them. 0, or the pthread error (-1: too many).
+    pub fn gort_c_threads(
+        threads: c_int,
+        n: std::ffi::c_long,
+        cb: Callback,
+        arg: *mut c_void,
+    ) -> c_int;
 }
