@@ -110,11 +110,40 @@ pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
 /// frames. (Everything inside `f` is unwound normally.)
 pub unsafe fn callback<R>(f: impl FnOnce() -> R) -> R {
     match gort_sched::cgo::callback_site() {
-        // SAFETY: forwarded; the site is Nested.
-        CallbackSite::Nested => unsafe { gort_sched::cgo::callback_nested(f) },
+        CallbackSite::Nested => {
+            let saved = update_system_stack_bounds();
+            // SAFETY: forwarded; the site is Nested. (A panic in `f` does
+            // not come back here: the outer callback's bounds are put back
+            // by the outer callback itself when it returns.)
+            let r = unsafe { gort_sched::cgo::callback_nested(f) };
+            restore_system_stack_bounds(saved);
+            r
+        }
         CallbackSite::Inline => f(),
         // SAFETY: forwarded.
         CallbackSite::Foreign => unsafe { foreign_callback(f) },
+    }
+}
+
+/// Seed 002, at a callback's entry on the system stack: this thread's
+/// stack bounds for the callback are the cached ones when they are
+/// accurate and contain SP (no probe: Go's fix that took main-thread
+/// callbacks from 96 us to 0.1 us), else re-probed around SP, an estimate
+/// when the probe fails or does not contain SP. Returns what to restore.
+#[inline]
+fn update_system_stack_bounds() -> gort_stack::SavedBounds {
+    let saved = gort_stack::save_thread_bounds();
+    let _ = gort_stack::thread_bounds_at(gort_arch::current_sp());
+    saved
+}
+
+/// At a callback's return: the bounds of the callback outside this one
+/// come back (a nested callback may have run on another stack). With none
+/// outside, the cache keeps what this callback found, for the next one.
+#[inline]
+fn restore_system_stack_bounds(saved: gort_stack::SavedBounds) {
+    if !saved.is_empty() {
+        gort_stack::restore_thread_bounds(saved);
     }
 }
 
@@ -225,17 +254,13 @@ fn bound_m() -> *const BoundM {
 /// # Safety
 /// As [`callback`].
 unsafe fn foreign_callback<R, F: FnOnce() -> R>(f: F) -> R {
-    // Seed 002: this thread's system-stack bounds for the callback: the
-    // cached ones if they contain SP, else re-probed around SP; restored
-    // after, so a callback never leaves stale bounds behind.
-    let saved = gort_stack::save_thread_bounds();
-    let _ = gort_stack::thread_bounds_at(gort_arch::current_sp());
+    let saved = update_system_stack_bounds();
     let m = bound_m();
     // SAFETY: the binding stays in this thread's slot until the thread
     // exits; nothing replaces it while a callback of it runs (a nested
     // callback takes the Nested path, not this one).
     let r = unsafe { (*m).callback(f) };
-    gort_stack::restore_thread_bounds(saved);
+    restore_system_stack_bounds(saved);
     match r {
         Ok(v) => v,
         Err(p) => {
@@ -266,11 +291,12 @@ fn callback_name<F>() -> &'static str {
 /// runtime of the calling goroutine (None on a plain thread).
 pub fn counts() -> Option<Counts> {
     RuntimeRef::current().map(|rt| {
-        let (calls, callbacks, in_c) = rt.cgo_counts();
+        let (calls, callbacks, in_c, extra_ms) = rt.cgo_counts();
         Counts {
             calls,
             callbacks,
             in_c,
+            extra_ms,
         }
     })
 }
@@ -284,6 +310,9 @@ pub struct Counts {
     pub callbacks: u64,
     /// Threads in a C call right now.
     pub in_c: usize,
+    /// Extra Ms made for threads the runtime did not create (bound now or
+    /// pooled for the next such thread).
+    pub extra_ms: usize,
 }
 
 fn fatal(msg: &str) -> ! {

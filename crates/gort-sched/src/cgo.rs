@@ -209,8 +209,9 @@ impl RuntimeRef {
         })
     }
 
-    /// (calls into C, callbacks, Ms in C now) over the runtime's Ms.
-    pub fn cgo_counts(&self) -> (u64, u64, usize) {
+    /// (calls into C, callbacks, Ms in C now, extra Ms made) over the
+    /// runtime's Ms.
+    pub fn cgo_counts(&self) -> (u64, u64, usize, usize) {
         self.0.cgo_counts()
     }
 

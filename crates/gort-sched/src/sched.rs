@@ -1927,14 +1927,16 @@ impl Sched {
         self.finished.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire)
     }
 
-    /// (calls into C made, callbacks run, Ms in C now), over every M.
-    pub(crate) fn cgo_counts(&self) -> (u64, u64, usize) {
+    /// (calls into C made, callbacks run, Ms in C now, extra Ms made),
+    /// over every M.
+    pub(crate) fn cgo_counts(&self) -> (u64, u64, usize, usize) {
         let allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
-        allm.iter().fold((0, 0, 0), |(c, b, n), m| {
+        allm.iter().fold((0, 0, 0, 0), |(c, b, n, x), m| {
             (
                 c + m.ncgocall.load(Ordering::Relaxed),
                 b + m.ncallback.load(Ordering::Relaxed),
                 n + usize::from(m.incgo.load(Ordering::Relaxed)),
+                x + usize::from(m.extra),
             )
         })
     }

@@ -280,6 +280,13 @@ pub struct SavedBounds {
     accurate: bool,
 }
 
+impl SavedBounds {
+    /// True when nothing was cached when these were saved.
+    pub fn is_empty(&self) -> bool {
+        self.hi == 0
+    }
+}
+
 impl BoundsCache {
     /// An empty cache: the first update probes.
     pub const fn new() -> BoundsCache {
