@@ -263,3 +263,108 @@ fn callbacks_from_a_plain_thread() {
     unsafe { c::gort_c_loop(n, cb, arg) };
     assert_eq!(hits.load(Ordering::Relaxed), n as usize);
 }
+
+unsafe extern "C" fn parking_cb(arg: *mut c_void) {
+    // SAFETY: this frame holds nothing; arg is a channel receiver.
+    unsafe {
+        callback(|| {
+            let rx = &*(arg as *const gort_sync::chan::Receiver<u64>);
+            let t = tid();
+            let v = rx.recv().unwrap();
+            gort_sched::yield_now();
+            assert_eq!(tid(), t, "a callback's goroutine moved off its thread");
+            std::hint::black_box(v);
+        })
+    }
+}
+
+/// Seed 000 under stress: 64 goroutines on 2 Ps call C, which calls back;
+/// each callback parks on a channel and yields, so Ms hand Ps around while
+/// callbacks wait. C always continues on the thread it called from (the
+/// goroutine stayed locked until it was back in C), and every C frame
+/// after the callback runs exactly once.
+#[test]
+fn callbacks_that_park_return_to_c_on_the_same_thread() {
+    let per = common::scaled(200);
+    rt(2)
+        .run(move || {
+            let (tx, rx) = gort_sync::chan::bounded::<u64>(0);
+            let feeder = gort_sched::go(move || {
+                for i in 0..(64 * per) as u64 {
+                    tx.send(i).unwrap();
+                }
+            });
+            let workers: Vec<_> = (0..64)
+                .map(|_| {
+                    let rx = rx.clone();
+                    gort_sched::go(move || {
+                        let mut tids = [0 as std::ffi::c_long; 2];
+                        for _ in 0..per {
+                            let arg = &rx as *const _ as *mut c_void;
+                            let t: *mut std::ffi::c_long = tids.as_mut_ptr();
+                            // SAFETY: the closure only calls the C function.
+                            unsafe { call(|| c::gort_c_call_tid(parking_cb, arg, t)) };
+                            assert_eq!(tids[0], tids[1], "C resumed on another thread");
+                        }
+                    })
+                })
+                .collect();
+            feeder.join().unwrap();
+            for w in workers {
+                w.join().unwrap();
+            }
+            let counts = gort_cgo::counts().unwrap();
+            assert_eq!(counts.callbacks, 64 * per as u64);
+            assert_eq!(counts.in_c, 0);
+        })
+        .unwrap();
+}
+
+/// Seed 001: the scheduler refuses to switch goroutines on an M in C.
+#[test]
+fn parking_inside_a_c_call_is_a_fatal_error() {
+    const NAME: &str = "parking_inside_a_c_call_is_a_fatal_error";
+    if common::is_child(NAME) {
+        rt(1)
+            .run(|| {
+                // SAFETY: the closure holds nothing with a destructor.
+                unsafe { call(gort_sched::yield_now) }
+            })
+            .unwrap();
+        return;
+    }
+    let out = common::run_child(NAME);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("fatal error: gort: goroutine switch while its M is in C"),
+        "{stderr}"
+    );
+}
+
+/// A callback from C code that was called with `syscall` (no P, not in
+/// C state) is a clear fatal error, not a scheduler corruption.
+#[test]
+fn a_callback_inside_syscall_is_a_fatal_error() {
+    const NAME: &str = "a_callback_inside_syscall_is_a_fatal_error";
+    if common::is_child(NAME) {
+        rt(1)
+            .run(|| {
+                let mut marks = c::Marks::default();
+                let m: *mut c::Marks = &mut marks;
+                // SAFETY: C calls back through `callback`.
+                gort_sched::syscall(|| unsafe {
+                    c::gort_c_call(parking_cb, std::ptr::null_mut(), m)
+                });
+            })
+            .unwrap();
+        return;
+    }
+    let out = common::run_child(NAME);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("a callback from C inside gort::syscall"),
+        "{stderr}"
+    );
+}

@@ -121,3 +121,14 @@ int gort_c_threads(int threads, long n, gort_cb cb, void *arg)
         pthread_join(t[i], 0);
     return 0;
 }
+
+/* Calls cb(arg), recording the calling thread's id before (tids[0]) and
+ * after (tids[1]) the callback: C must continue on the thread it was on. */
+#include <sys/syscall.h>
+#include <unistd.h>
+void gort_c_call_tid(gort_cb cb, void *arg, long *tids)
+{
+    tids[0] = syscall(SYS_gettid);
+    cb(arg);
+    tids[1] = syscall(SYS_gettid);
+}

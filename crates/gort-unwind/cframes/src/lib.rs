@@ -80,4 +80,8 @@ extern "C" {
         cb: Callback,
         arg: *mut c_void,
     ) -> c_int;
+
+    /// Calls `cb(arg)`, storing the thread id (gettid) before the callback
+    /// in `tids[0]` and after it in `tids[1]`.
+    pub fn gort_c_call_tid(cb: Callback, arg: *mut c_void, tids: *mut std::ffi::c_long);
 }
