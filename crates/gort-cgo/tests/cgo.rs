@@ -20,7 +20,7 @@ fn rt(procs: usize) -> Runtime {
     Runtime::builder().procs(procs).build().unwrap()
 }
 
-fn tid() -> i64 {
+fn tid() -> libc::c_long {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) }
 }
@@ -76,7 +76,7 @@ fn a_blocking_c_call_does_not_stall_other_goroutines() {
 struct Nest {
     depth: usize,
     ids: Vec<u64>,
-    tids: Vec<i64>,
+    tids: Vec<libc::c_long>,
     sps: Vec<usize>,
     marks: [c::Marks; 4],
 }
@@ -223,7 +223,7 @@ unsafe extern "C" fn counting_cb(_arg: *mut c_void) {
 /// that exit give their M back.
 #[test]
 fn callbacks_from_c_threads() {
-    let per = common::scaled(10_000) as i64;
+    let per = common::scaled(10_000) as std::ffi::c_long;
     for round in 0..4 {
         FOREIGN_CALLS.store(0, Ordering::Relaxed);
         // SAFETY: C calls back through `callback`.
@@ -245,7 +245,7 @@ fn main_thread_like_sum() -> usize {
 fn callbacks_from_a_plain_thread() {
     // This test's thread is a plain thread (libtest's): like a C program's
     // main thread, it gets an extra M on its first callback.
-    let n = common::scaled(1000) as i64;
+    let n = common::scaled(1000) as std::ffi::c_long;
     let before = main_thread_like_sum();
     let _ = before;
     let hits = Arc::new(AtomicUsize::new(0));

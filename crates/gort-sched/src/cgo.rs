@@ -67,13 +67,25 @@ fn below(sp: usize) -> *mut u8 {
 /// destructor (in practice `f` only calls the C function).
 #[inline]
 pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: forwarded from this function's contract.
+    match unsafe { try_call(f) } {
+        Ok(v) => v,
+        Err(p) => p.resume(),
+    }
+}
+
+/// `call`, with a panic in `f` or in a callback it makes returned as a
+/// value instead of raised again: one unwind (the callback body's) instead
+/// of two.
+///
+/// # Safety
+/// As `call`.
+#[inline]
+pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     let g = current_g();
     if g.is_null() {
         // SAFETY: forwarded from this function's contract.
-        return match unsafe { gort_unwind::call_with_resume_point_below(|_| {}, f) } {
-            Ok(v) => v,
-            Err(p) => p.resume(),
-        };
+        return unsafe { gort_unwind::call_with_resume_point_below(|_| {}, f) };
     }
     // SAFETY: the running goroutine is live; g.m is its M, read after its
     // last switch.
@@ -81,7 +93,7 @@ pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
     if m.incgo.load(Ordering::Relaxed) {
         // Already on the system stack in C state: this is C calling Rust
         // that calls C directly, without a callback in between.
-        return f();
+        return Ok(f());
     }
     // SAFETY: a G's Sched outlives it.
     let sched = unsafe { &*gr.sched };
@@ -105,10 +117,7 @@ pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
         sched.exit_syscall(gr);
     }
     check_cancel(g);
-    match r {
-        Ok(v) => v,
-        Err(p) => p.resume(),
-    }
+    r
 }
 
 /// Where a callback from C runs on this thread.
@@ -256,8 +265,6 @@ impl BoundM {
         let g = mr.extra_g;
         // SAFETY: the extra G is this M's alone.
         let gr = unsafe { &*g };
-        let id = self.sched.extra_g_started();
-        gr.id.set(id);
         gr.cancel.store(false, Ordering::Relaxed);
         gr.set_status(Status::Syscall);
         // SAFETY: the G's stack is owned by it and unused between callbacks.
@@ -271,8 +278,13 @@ impl BoundM {
         // SAFETY: forwarded; the extra G's stack is free.
         let r = unsafe { run_callback(&self.sched, self.m, g, top, false, f) };
         gr.set_status(Status::Dead);
-        self.sched.extra_g_finished();
         r
+    }
+
+    /// True once this binding's runtime is ending or over.
+    #[inline]
+    pub fn is_finished(&self) -> bool {
+        self.sched.is_finished()
     }
 }
 

@@ -1665,7 +1665,9 @@ impl Sched {
                 let owned = unsafe { (*mr.p.get()).owned() };
                 owned.schedtick = owned.schedtick.wrapping_add(1);
             }
-            gr.cas_status(Status::Runnable, Status::Running);
+            // Runnable -> Running: the G is ours (off a queue, or handed
+            // over); nobody else moves a runnable G.
+            gr.set_status(Status::Running);
             gr.m.set(m);
             mr.curg.set(g.as_ptr());
             set_current(g.as_ptr(), m);
@@ -1808,6 +1810,8 @@ impl Sched {
                 let stack = self.stacks.get()?;
                 let mut g = Box::new(G::new(self));
                 *g.stack.get_mut() = Some(stack);
+                // One id for the life of the binding, as Go's extra-M G.
+                g.id.set(self.goid.fetch_add(1, Ordering::Relaxed) + 1);
                 let gp: *mut G = &mut *g;
                 self.allgs.lock().unwrap_or_else(|e| e.into_inner()).push(g);
                 let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
@@ -1902,27 +1906,11 @@ impl Sched {
         }
         // The body's context is abandoned: it switched away for good.
         // SAFETY: as above.
-        drop(unsafe { (*gr.ctx.get()).take() });
-    }
-
-    /// Counts the extra M's goroutine in or out of the live goroutines for
-    /// the duration of a callback from a foreign thread.
-    pub(crate) fn extra_g_started(&self) -> u64 {
-        self.ngoroutines.fetch_add(1, Ordering::AcqRel);
-        self.goid.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    pub(crate) fn extra_g_finished(&self) {
-        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left == 0 && self.shutdown.load(Ordering::Acquire) {
-            self.finished.store(true, Ordering::Release);
-            self.sysmon_note.wake();
-            self.done.wake();
-            self.wake_all_idle();
-        }
+        let _abandoned = unsafe { (*gr.ctx.get()).take() };
     }
 
     /// The run is over (or ending): no new callbacks should come here.
+    #[inline]
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire)
     }

@@ -7,6 +7,8 @@
 //! goroutine that called into C (when C was called from Rust).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// `c_long` is i64 on 64-bit targets and i32 on i686: the casts are needed there.
+#![allow(clippy::unnecessary_cast)]
 
 use std::ffi::c_long;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,0 +1,3 @@
+module gortbench/carchive
+
+go 1.23

@@ -1,0 +1,3 @@
+module gortbench/cgo
+
+go 1.23
