@@ -100,6 +100,9 @@ pub const STACK_ALIGN: usize = 16;
 /// four words (drawn in each backend's module).
 pub const INIT_FRAME_SIZE: usize = 4 * std::mem::size_of::<usize>();
 
+mod trace;
+pub use trace::backtrace_of;
+
 // The two trampolines every backend defines in its global_asm (same names
 // on all three; each module draws its frames).
 extern "C" {
