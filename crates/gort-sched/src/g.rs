@@ -90,6 +90,11 @@ impl fmt::Display for WaitReason {
 /// - `m` is the M running the goroutine (set by `execute` before each
 ///   switch to it); goroutine code reads it after every switch, never a
 ///   value cached before one.
+/// - `status` may carry the `SCAN` bit on top of `Waiting` while a
+///   goroutine dump walks the G's stack; every change out of `Waiting`
+///   goes through `cas_status`/`try_cas_status`, which wait for the bit to
+///   clear, never through a plain store. (Transitions between other states
+///   may be plain stores: only `Waiting` is ever claimed.)
 pub(crate) struct G {
     pub(crate) id: Cell<u64>,
     status: AtomicU8,
@@ -139,7 +144,7 @@ impl G {
     }
 
     pub(crate) fn status(&self) -> Status {
-        Status::from_u8(self.status.load(Ordering::Acquire))
+        Status::from_u8(self.status.load(Ordering::Acquire) & !SCAN)
     }
 
     pub(crate) fn set_status(&self, s: Status) {
@@ -149,18 +154,31 @@ impl G {
     /// Moves from `from` to `to` if the G is in `from`; only one of several
     /// racing wakers wins.
     pub(crate) fn try_cas_status(&self, from: Status, to: Status) -> bool {
-        self.status
-            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        loop {
+            match self.status.compare_exchange(
+                from as u8,
+                to as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) if actual == from as u8 | SCAN => scan_wait(),
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Moves from `from` to `to`; a fatal error if the G was not in `from`
     /// (Go's `casgstatus` throws the same way).
     pub(crate) fn cas_status(&self, from: Status, to: Status) {
-        if let Err(actual) =
+        while let Err(actual) =
             self.status
                 .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
         {
+            if actual == from as u8 | SCAN {
+                scan_wait();
+                continue;
+            }
             crate::sched::fatal(&format!(
                 "goroutine {}: status {:?} -> {:?} but it was {:?}",
                 self.id.get(),
@@ -169,6 +187,43 @@ impl G {
                 Status::from_u8(actual)
             ));
         }
+    }
+}
+
+/// Set on top of `Waiting` while a goroutine dump reads the G's suspended
+/// stack (Go's `_Gscan`): a change out of `Waiting` waits until it clears,
+/// so the stack stays unchanged while it is walked. Set only by
+/// [`G::try_claim_scan`], cleared by [`G::release_scan`].
+const SCAN: u8 = 0x80;
+
+/// A status change met a dump reading the G's stack: wait (the walk takes
+/// microseconds and takes no lock a waker could hold).
+#[cold]
+fn scan_wait() {
+    for _ in 0..64 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
+}
+
+impl G {
+    /// Claims a `Waiting` G for a dump: it stays `Waiting` (so its saved
+    /// context and stack stay unchanged) until `release_scan`. False if it
+    /// is not waiting (or already claimed).
+    ///
+    /// Only `Waiting` is claimed: `Runnable` -> `Running` is a plain store
+    /// in `execute` (the M that dequeued the G owns it), which a claim
+    /// could not hold off.
+    pub(crate) fn try_claim_scan(&self) -> bool {
+        let w = Status::Waiting as u8;
+        self.status
+            .compare_exchange(w, w | SCAN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Ends a claim made by `try_claim_scan`.
+    pub(crate) fn release_scan(&self) {
+        self.status.fetch_and(!SCAN, Ordering::Release);
     }
 }
 

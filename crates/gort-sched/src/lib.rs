@@ -36,5 +36,7 @@ pub use runtime::{
     run, set_procs, syscall, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder,
     Error, GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
 };
+pub use sched::observe::{dump, dump_string, stats, Stats};
 pub use sched::MAX_PROCS;
+
 pub use wake::{park_with, sleep, Waker, Woke};

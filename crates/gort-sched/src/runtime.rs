@@ -195,12 +195,22 @@ impl Runtime {
                 return Err(e);
             }
         };
+        // schedtrace and SIGQUIT (sched/observe.rs); without its thread the
+        // runtime still runs, unobserved.
+        let observer = match crate::sched::observe::Observer::start(&sched) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("gort: {e}; no schedtrace or SIGQUIT dump for this run");
+                None
+            }
+        };
         sched.schedule(m0);
         // M0 leaves its loop early only when a goroutine exited while
         // locked to it; then it waits here for the end of the run.
         sched.wait_done();
         sched.join_threads();
         let _ = sysmon.join();
+        drop(observer);
         crate::sched::restore_current(saved);
         let ending = sched.take_ending();
         drop(sched);

@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+/// Counters, schedtrace and goroutine dumps (a child module: it reads the
+/// scheduler's private state).
+pub(crate) mod observe;
+
 /// A goroutine's request to its M's g0 (Go's `mcall(fn)`).
 pub(crate) enum Request<'a> {
     /// Put me back on a run queue and run something else.
@@ -117,9 +121,10 @@ impl P {
 
 /// An OS thread that runs goroutines (Go's `m`).
 ///
-/// Must hold: fields other than `nextp` and `park` are touched only by the
-/// M's own thread (its g0 or the goroutine running on it). `nextp` is
-/// written by `startm` before `park` is woken, and read by this M after.
+/// Must hold: fields other than `nextp`, `park` and `counters` are touched
+/// only by the M's own thread (its g0 or the goroutine running on it).
+/// `nextp` is written by `startm` before `park` is woken, and read by this
+/// M after. `counters` are written only by this M and read by anyone.
 pub(crate) struct M {
     pub(crate) id: u64,
     /// g0's suspended context while a goroutine runs on this M.
@@ -160,6 +165,8 @@ pub(crate) struct M {
     /// (null for other Ms). Set once when the M is made.
     pub(crate) extra: bool,
     pub(crate) extra_g: *mut G,
+    /// Switches and steals of this M, for `stats()`.
+    pub(crate) counters: observe::MCounters,
 }
 
 // SAFETY: see M's invariants; cross-thread fields are atomics or the note.
@@ -190,6 +197,7 @@ impl M {
             callback_returned: Cell::new(false),
             extra: false,
             extra_g: ptr::null_mut(),
+            counters: observe::MCounters::default(),
         }
     }
 
@@ -1110,6 +1118,7 @@ impl Sched {
                     continue;
                 }
                 if let Some(g) = mine.steal_from(&victim.runq, last, &mut std::thread::yield_now) {
+                    mr.counters.bump_steal();
                     return Some(GRef(g));
                 }
             }
@@ -1668,6 +1677,7 @@ impl Sched {
             // Runnable -> Running: the G is ours (off a queue, or handed
             // over); nobody else moves a runnable G.
             gr.set_status(Status::Running);
+            mr.counters.bump_switch();
             gr.m.set(m);
             mr.curg.set(g.as_ptr());
             set_current(g.as_ptr(), m);
