@@ -1,3 +1,172 @@
-//! gort: Go's runtime core in Rust. The facade crate that re-exports the public API; filled as the layers land.
+//! gort: Go's runtime core in Rust. Stackful goroutines on Go's M:N
+//! scheduler (M = OS thread, P = processor with a local run queue,
+//! G = goroutine), channels and `select!`, goroutine-aware `Mutex` and
+//! `WaitGroup`, Go's deadlock detector, and `defer!`/`recover`; plain
+//! blocking code, no async colouring.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let total = gort::run(|| {
+//!     let (tx, rx) = gort::chan::bounded(0); // a rendezvous channel, as Go's make(chan int)
+//!     for i in 1..=10u64 {
+//!         let tx = tx.clone();
+//!         gort::go(move || tx.send(i * i).unwrap());
+//!     }
+//!     drop(tx); // the channel closes when the last sender is gone
+//!     let mut sum = 0;
+//!     loop {
+//!         gort::select! {
+//!             recv(rx) -> v => match v {
+//!                 Ok(v) => sum += v,
+//!                 Err(_) => break, // closed
+//!             },
+//!             default(Duration::from_secs(5)) => panic!("timed out"),
+//!         }
+//!     }
+//!     sum
+//! })
+//! .unwrap();
+//! assert_eq!(total, 385);
+//! ```
+//!
+//! # The API at a glance
+//!
+//! | Go | gort |
+//! |---|---|
+//! | `func main()` running the scheduler | [`run`], or [`Runtime::builder`] for settings |
+//! | `go f()` | [`go`] returns a [`JoinHandle`]; [`Builder`] names it or sizes its stack |
+//! | `runtime.Gosched`, `time.Sleep` | [`yield_now`], [`sleep`] |
+//! | `runtime.GOMAXPROCS`, `runtime.NumGoroutine` | [`procs`], [`set_procs`], [`num_goroutines`] |
+//! | `runtime.LockOSThread` | [`lock_os_thread`], [`unlock_os_thread`] |
+//! | `make(chan T, n)`, `close` | [`chan::bounded`], [`chan::unbounded`]; closed when every sender is dropped |
+//! | `select { ... }` | [`select!`] with `recv`, `send`, `default` and timeout arms |
+//! | `sync.Mutex`, `sync.WaitGroup` | [`sync::Mutex`], [`sync::WaitGroup`] |
+//! | `defer`, `recover()` | [`defer!`], [`recover`], [`Panic`] |
+//! | a blocking syscall | [`syscall`] (other goroutines keep running) |
+//! | goroutine-local storage (none in Go) | [`local!`] |
+//! | `GODEBUG=schedtrace=1000`, SIGQUIT traceback | `GORT_DEBUG=schedtrace=1000`, SIGQUIT, [`dump`], [`stats`] |
+//! | `fatal error: all goroutines are asleep - deadlock!` | [`Error::Deadlock`] from [`run`] |
+//!
+//! # Threads, thread-locals and goroutines
+//!
+//! Goroutines move between OS threads whenever they park or yield (there is
+//! no preemption: a goroutine that never parks keeps its thread and its P).
+//! So a `thread_local!` value may change under a goroutine at any park. Use
+//! [`local!`] for goroutine-local values, or [`lock_os_thread`] to keep a
+//! goroutine on its thread.
+//!
+//! # Environment
+//!
+//! - `GORT_PROCS=n`: the default number of Ps (else the number of CPUs).
+//! - `GORT_DEBUG=schedtrace=MS`: a scheduler line on stderr every MS
+//!   milliseconds, as Go's `GODEBUG=schedtrace` prints.
+//! - SIGQUIT (Ctrl-\\): every goroutine of every live runtime is printed to
+//!   stderr with its backtrace, and the process exits with status 2, as a Go
+//!   program does (unless the program installed its own SIGQUIT handler
+//!   first).
+//!
+//! # Crates beneath
+//!
+//! gort re-exports gort-sched (scheduler), gort-sync (channels, select,
+//! Mutex, WaitGroup) and gort-unwind (defer, recover, Panic); gort-arch
+//! (stack switching) and gort-stack (goroutine stacks and OS stack bounds)
+//! are usable on their own. See the repository's docs/ for each crate's
+//! design.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub use gort_sched::{
+    dump, dump_string, go, id, local, lock_os_thread, num_goroutines, procs, run, set_procs, sleep,
+    stats, syscall, unlock_os_thread, yield_now, Error, JoinHandle, LocalKey, Runtime, Stats,
+    MAX_PROCS, MIN_STACK_SIZE,
+};
+pub use gort_sync::select;
+pub use gort_unwind::{defer, recover, Panic};
+
+/// Configures a goroutine before spawning it, like `std::thread::Builder`
+/// (gort-sched's `GoBuilder`).
+///
+/// ```
+/// gort::run(|| {
+///     let h = gort::Builder::new()
+///         .name("worker")
+///         .stack_size(64 * 1024)
+///         .spawn(|| 6 * 7)
+///         .unwrap();
+///     assert_eq!(h.join().unwrap(), 42);
+/// })
+/// .unwrap();
+/// ```
+pub type Builder = gort_sched::GoBuilder;
+
+/// Configures a [`Runtime`]: made by [`Runtime::builder`].
+///
+/// ```
+/// let rt = gort::Runtime::builder().procs(2).stack_size(128 * 1024).build().unwrap();
+/// assert_eq!(rt.run(gort::procs).unwrap(), 2);
+/// assert!(gort::Runtime::builder().procs(0).build().is_err());
+/// ```
+pub type RuntimeBuilder = gort_sched::Builder;
+
+pub mod chan {
+    //! Go's channels: [`bounded`] (capacity 0 is a rendezvous, as Go's
+    //! unbuffered channel) and [`unbounded`]; `send`/`recv` park the goroutine
+    //! (or block a plain thread), with `try_*` and `*_timeout` variants. A
+    //! channel is closed when every [`Sender`] is dropped: receivers then get
+    //! the buffered values, then [`RecvError`].
+    //!
+    //! ```
+    //! gort::run(|| {
+    //!     let (tx, rx) = gort::chan::bounded(1);
+    //!     gort::go(move || {
+    //!         for i in 0..3 {
+    //!             tx.send(i).unwrap();
+    //!         }
+    //!     });
+    //!     assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
+    //! })
+    //! .unwrap();
+    //! ```
+
+    pub use gort_sync::chan::*;
+}
+
+pub mod sync {
+    //! Goroutine-aware locks: they park the goroutine, not the thread.
+    //!
+    //! - [`Mutex`]: Go's `sync.Mutex` (with its starvation mode), holding its
+    //!   data as `std::sync::Mutex` does; no poisoning.
+    //! - [`WaitGroup`]: as crossbeam's: each clone adds one, dropping a clone
+    //!   is `Done`, `wait(self)` waits for all the others.
+    //!
+    //! ```
+    //! use std::sync::Arc;
+    //! use gort::sync::{Mutex, WaitGroup};
+    //!
+    //! let n = gort::run(|| {
+    //!     let counter = Arc::new(Mutex::new(0));
+    //!     let wg = WaitGroup::new();
+    //!     for _ in 0..100 {
+    //!         let (counter, wg) = (counter.clone(), wg.clone());
+    //!         gort::go(move || {
+    //!             *counter.lock() += 1;
+    //!             drop(wg);
+    //!         });
+    //!     }
+    //!     wg.wait();
+    //!     let n = *counter.lock();
+    //!     n
+    //! })
+    //! .unwrap();
+    //! assert_eq!(n, 100);
+    //! ```
+
+    pub use gort_sync::sync::{Mutex, MutexGuard, WaitGroup};
+}
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -407,12 +407,15 @@ static INSTALL: Once = Once::new();
 /// the period, or None when unset, 0 or unparsable.
 pub(crate) fn schedtrace_from_env() -> Option<Duration> {
     let v = std::env::var("GORT_DEBUG").ok()?;
-    v.split(',')
+    // The last setting wins, as in GODEBUG.
+    let ms = v
+        .split(',')
         .filter_map(|kv| kv.trim().strip_prefix("schedtrace="))
-        .filter_map(|ms| ms.trim().parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
-        .last()
-        .map(Duration::from_millis)
+        .next_back()?;
+    match ms.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+        _ => None,
+    }
 }
 
 /// The async-signal-safe part: one byte into the pipe. With no runtime
