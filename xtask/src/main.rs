@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+mod report;
+
 // ---------------------------------------------------------------------------
 // Targets and what they need
 // ---------------------------------------------------------------------------
@@ -194,7 +196,7 @@ COMMANDS:
     test     cargo test on one or more targets (cross targets under qemu-user)
     bench    run the benchmarks
     loom     run the loom models of the scheduler's lock-free protocols
-    ci       setup, fmt, clippy, tests on all targets, loom models, benches compiled: what CI runs
+    ci       setup, fmt, clippy, docs, tests on all targets, loom models, benches compiled: what CI runs
     help     print this message, or `help <COMMAND>` for a command's
 
 Targets: x86_64-unknown-linux-gnu (host, native), aarch64-unknown-linux-gnu and
@@ -253,20 +255,31 @@ OPTIONS:
 ";
 
 const BENCH_HELP: &str = "\
-cargo xtask bench: run the benchmarks
+cargo xtask bench: run the benchmarks and write the comparison report
 
 USAGE:
-    cargo xtask bench [-- ARGS...]
+    cargo xtask bench [--report-only] [--no-go] [-- ARGS...]
 
-Runs `cargo bench -p gort-benches ARGS...` (criterion; e.g. `-- switch` to
-filter), then the Go benchmarks of each module in benches/go/ with
-`go test -run - -bench . -benchtime 1000000x`, at GOMAXPROCS=1 and 2, when
-Go is installed (`go` on PATH or /usr/lib/go-1.23/bin/go); without Go they
-are skipped with a note. Later: docs/performance.md written from both.
+1. `cargo bench -p gort-benches ARGS...` (criterion). ARGS pick a subset:
+   `-- --bench switch` (one bench target), `-- --bench sched -- yield`
+   (a criterion filter inside it).
+2. The Go benchmarks of each module in benches/go/ with
+   `go test -run - -bench . -benchtime 1000000x`, at GOMAXPROCS=1 and 2,
+   when Go is installed (`go` on PATH or /usr/lib/go-1.23/bin/go; skipped
+   with a note otherwise). With `--bench NAME` in ARGS only the Go module
+   of that name runs (benches/go/NAME), if there is one. Results are kept
+   in <target>/go-bench/ for later reports.
+3. The report: the comparison table (gort vs Go vs may vs tokio vs
+   corosensei, ratios, the machine) between the bench-report markers of
+   docs/performance.md, and the bar chart docs/performance.svg. Rows come
+   from every result criterion and the Go runs have saved, so a partial run
+   updates its rows and keeps the others.
 
 OPTIONS:
-    -- ARGS...    appended to the `cargo bench` command line
-    -h, --help    print this message
+    --report-only   skip 1 and 2: rewrite the report from saved results
+    --no-go         skip the Go benchmarks
+    -- ARGS...      appended to the `cargo bench` command line
+    -h, --help      print this message
 ";
 
 const LOOM_HELP: &str = "\
@@ -296,9 +309,12 @@ Steps (stops at the first failing step; the test step runs every target first):
   3. cargo clippy --workspace --all-targets -- -D warnings
   4. cargo clippy for aarch64 and i686 (-D warnings): the per-architecture code
      that the host never compiles
-  5. tests on x86_64, aarch64 and i686 (doc tests included on each)
-  6. loom models (see `cargo xtask loom --help`)
-  7. cargo bench --workspace --no-run (benches compiled, not run)
+  5. cargo doc --no-deps --workspace with RUSTDOCFLAGS=-D warnings: every
+     public item documented, every intra-doc link resolved
+  6. tests on x86_64, aarch64 and i686 (doc tests included on the host, where
+     rustdoc runs them: the README's example among them)
+  7. loom models (see `cargo xtask loom --help`)
+  8. cargo bench --workspace --no-run (benches compiled, not run)
 Uses cargo's target dir (CARGO_TARGET_DIR when set).
 
 OPTIONS:
@@ -419,14 +435,22 @@ fn run(args: &[String]) -> Result<(), Error> {
             test(&host, &targets, opts.native_i686, &opts.extra)
         }
         "bench" => {
-            let extra = match rest.split_first() {
-                None => &[][..],
-                Some((dashdash, extra)) if dashdash == "--" => extra,
-                Some((other, _)) => {
-                    return usage(format!("unexpected `{other}` (bench ARGS go after `--`)"))
+            let mut opts = BenchOpts::default();
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--report-only" => opts.report_only = true,
+                    "--no-go" => opts.no_go = true,
+                    "--" => {
+                        opts.extra = it.cloned().collect();
+                        break;
+                    }
+                    other => {
+                        return usage(format!("unexpected `{other}` (bench ARGS go after `--`)"))
+                    }
                 }
-            };
-            bench(extra)
+            }
+            bench(&opts)
         }
         "ci" => {
             if let Some(other) = rest.first() {
@@ -997,12 +1021,110 @@ fn loom(extra: &[String]) -> Result<(), Error> {
     )
 }
 
+#[derive(Default)]
+struct BenchOpts {
+    report_only: bool,
+    no_go: bool,
+    extra: Vec<String>,
+}
+
 /// Runs the criterion benchmarks, then the Go benchmarks in benches/go/*/
-/// when a Go toolchain is installed (skipped with a note otherwise). A later
-/// issue writes docs/performance.md from both.
-fn bench(extra: &[String]) -> Result<(), Error> {
-    status(cargo().args(["bench", "-p", "gort-benches"]).args(extra))?;
-    go_benches()
+/// when a Go toolchain is installed (skipped with a note otherwise), then
+/// writes the report (docs/performance.md's table, docs/performance.svg).
+fn bench(opts: &BenchOpts) -> Result<(), Error> {
+    let target = report::target_dir(&workspace_root());
+    if !opts.report_only {
+        status(
+            cargo()
+                .args(["bench", "-p", "gort-benches"])
+                .args(&opts.extra),
+        )?;
+        if !opts.no_go {
+            go_benches(&target, &bench_targets(&opts.extra))?;
+        }
+    }
+    write_report(&target)
+}
+
+/// The bench targets that `--bench NAME` (or `--bench=NAME`) in cargo's
+/// arguments select; empty when all run.
+fn bench_targets(extra: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut it = extra.iter().take_while(|a| *a != "--");
+    while let Some(a) = it.next() {
+        if a == "--bench" {
+            names.extend(it.next().cloned());
+        } else if let Some(n) = a.strip_prefix("--bench=") {
+            names.push(n.to_string());
+        }
+    }
+    names
+}
+
+/// Writes the comparison table into docs/performance.md and the chart into
+/// docs/performance.svg from every saved result.
+fn write_report(target: &Path) -> Result<(), Error> {
+    let crit = report::read_criterion(target);
+    let go = report::read_go(target);
+    let measured = report::measure(&report::rows(), &crit, &go);
+    let machine = machine();
+    let docs = workspace_root().join("docs");
+    let md_path = docs.join("performance.md");
+    let svg_name = "performance.svg";
+    let doc = std::fs::read_to_string(&md_path).unwrap_or_default();
+    let new = report::splice(&doc, &report::table(&measured, &machine, svg_name));
+    let wrote = std::fs::write(&md_path, new)
+        .and_then(|()| std::fs::write(docs.join(svg_name), report::svg(&measured, &machine)));
+    if let Err(e) = wrote {
+        return fail(format!("writing the report in {}: {e}", docs.display()));
+    }
+    println!(
+        "report: {} rows (from {} criterion results and {} Go results) in {} and {}",
+        measured.len(),
+        crit.len(),
+        go.len(),
+        md_path.display(),
+        docs.join(svg_name).display()
+    );
+    Ok(())
+}
+
+/// CPU model, cores, kernel, rustc and Go versions, the date.
+fn machine() -> report::Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k.trim(), "model name" | "Model" | "cpu model").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("{} CPU", env::consts::ARCH));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
+    let rustc = output(Command::new(rustc).arg("-V"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "rustc ?".into());
+    let go = go_tool()
+        .and_then(|go| output(Command::new(go).env("GOTOOLCHAIN", "local").arg("version")))
+        .map(|s| {
+            // "go version go1.23.5 linux/amd64" -> "1.23.5 (linux/amd64)"
+            let v = s.trim().trim_start_matches("go version go");
+            match v.split_once(' ') {
+                Some((ver, platform)) => format!("{ver} ({platform})"),
+                None => v.to_string(),
+            }
+        })
+        .unwrap_or_else(|| "no Go toolchain (Go columns from earlier runs, if any)".into());
+    report::Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel,
+        rustc,
+        go: format!("Go {go}"),
+        date: report::utc_now(),
+    }
 }
 
 /// Debian's golang-1.23-go installs here without putting `go` on PATH.
@@ -1016,10 +1138,12 @@ fn go_tool() -> Option<PathBuf> {
     })
 }
 
-/// Runs `go test -bench .` in every module under benches/go/, once with
-/// GOMAXPROCS=1 and once with 2; each benchmark's ns/op is per goroutine
-/// or per operation, so `-benchtime 1000000x` means a million of them.
-fn go_benches() -> Result<(), Error> {
+/// Runs `go test -bench .` in every module under benches/go/ (or those
+/// named in `only`), once with GOMAXPROCS=1 and once with 2; each
+/// benchmark's ns/op is per goroutine or per operation, so
+/// `-benchtime 1000000x` means a million of them. Saves the results under
+/// `target`/go-bench for the report.
+fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
     let Some(go) = go_tool() else {
         println!(
             "note: no Go toolchain (`go` on PATH or {DEBIAN_GO}): skipping the Go benchmarks in benches/go/"
@@ -1036,20 +1160,46 @@ fn go_benches() -> Result<(), Error> {
         })
         .unwrap_or_default();
     modules.sort();
-    if modules.is_empty() {
+    if !only.is_empty() {
+        modules.retain(|m| {
+            m.file_name()
+                .is_some_and(|n| only.iter().any(|o| n == o.as_str()))
+        });
+        if modules.is_empty() {
+            println!("note: no Go module in benches/go/ for {}", only.join(", "));
+            return Ok(());
+        }
+    } else if modules.is_empty() {
         println!("note: no Go modules in {}", root.display());
     }
     for module in modules {
         println!("# Go benchmarks in {}", module.display());
-        for procs in ["1", "2"] {
-            status(
-                Command::new(&go)
-                    .current_dir(&module)
-                    // Never download a newer toolchain named by go.mod.
-                    .env("GOTOOLCHAIN", "local")
-                    .env("GOMAXPROCS", procs)
-                    .args(["test", "-run", "-", "-bench", ".", "-benchtime", "1000000x"]),
-            )?;
+        let mut results = Vec::new();
+        for procs in [1u32, 2] {
+            let mut cmd = Command::new(&go);
+            cmd.current_dir(&module)
+                // Never download a newer toolchain named by go.mod.
+                .env("GOTOOLCHAIN", "local")
+                .env("GOMAXPROCS", procs.to_string())
+                .args(["test", "-run", "-", "-bench", ".", "-benchtime", "1000000x"]);
+            println!("$ {}", display(&cmd));
+            let out = match cmd.output() {
+                Ok(o) => o,
+                Err(e) => return fail(format!("could not run `{}`: {e}", short(&cmd))),
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            print!("{stdout}");
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            if !out.status.success() {
+                return fail(format!("`{}` failed ({})", short(&cmd), out.status));
+            }
+            results.extend(report::parse_go_output(&stdout, procs));
+        }
+        let name = module
+            .file_name()
+            .map_or_else(|| "go".into(), |n| n.to_string_lossy().into_owned());
+        if let Err(e) = report::save_go(target, &name, &results) {
+            return fail(format!("saving Go results under {}: {e}", target.display()));
         }
     }
     Ok(())
@@ -1081,6 +1231,18 @@ fn ci() -> Result<(), Error> {
             }),
         ),
         ("cargo clippy (aarch64, i686)", Box::new(clippy_cross)),
+        (
+            "cargo doc --no-deps (warnings are errors)",
+            Box::new(|| {
+                status(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+                    "doc",
+                    "--no-deps",
+                    "--workspace",
+                    "--exclude",
+                    "xtask",
+                ]))
+            }),
+        ),
         (
             "tests (x86_64, aarch64, i686)",
             Box::new(|| test(&host_triple()?, &all_targets(), false, &[])),

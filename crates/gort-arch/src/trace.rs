@@ -147,6 +147,10 @@ extern "C" {
     fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
 }
 
+/// The state of one walk, shared with the unwinder's callback.
+///
+/// Must hold: `len <= out.len()`, and `out[..len]` holds the context's
+/// return addresses found so far, innermost first.
 struct Walk<'a> {
     out: &'a mut [usize],
     len: usize,

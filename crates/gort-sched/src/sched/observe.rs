@@ -479,7 +479,12 @@ fn install_sigquit() {
     });
 }
 
-/// A running runtime's observer thread; stopped and joined by `stop`.
+/// A running runtime's observer thread; dropping it stops and joins the
+/// thread and takes the runtime out of the SIGQUIT registry.
+///
+/// Must hold: `stop_wr` is the write end of the pipe whose read end the
+/// thread polls, open until `drop` closes it after the join; `sched` is in
+/// `LIVE` (and counted in `NLIVE`) from `start` until `drop`.
 pub(crate) struct Observer {
     sched: Weak<Sched>,
     stop_wr: libc::c_int,
