@@ -24,6 +24,16 @@ fn parked_in_known_function(rx: gort::chan::Receiver<u32>) -> u32 {
     std::hint::black_box(v)
 }
 
+/// Stands in for a C library that calls back.
+extern "C" fn c_library(cb: extern "C" fn()) {
+    cb()
+}
+
+extern "C" fn callback_from_c() {
+    // SAFETY: the top of an extern "C" function that holds nothing.
+    unsafe { gort_cgo::callback(|| std::hint::black_box(())) }
+}
+
 /// Waits (yielding, or sleeping on a plain thread) until `cond`; panics
 /// after 20 s.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -84,15 +94,16 @@ fn stats_counters_move() {
             assert_eq!(ready.join().unwrap(), 1);
             assert!(gort::stats().syscall_handoffs > handoffs);
 
-            // The C counters are fed by gort-cgo through gort-sched's hooks.
+            // The C counters: gort-cgo's calls and the callbacks made in them.
             let s = gort::stats();
-            gort_sched::stats::add_cgo_call();
-            gort_sched::stats::add_cgo_callback();
-            gort_sched::stats::add_cgo_callback();
+            for _ in 0..3 {
+                // SAFETY: the closure only calls the "C" function.
+                unsafe { gort_cgo::call(|| c_library(callback_from_c)) };
+            }
             let t = gort::stats();
             assert_eq!(
                 (t.cgo_calls, t.cgo_callbacks),
-                (s.cgo_calls + 1, s.cgo_callbacks + 2)
+                (s.cgo_calls + 3, s.cgo_callbacks + 3)
             );
             assert!(t.to_string().contains("gomaxprocs=2"), "{t}");
         })
@@ -320,11 +331,15 @@ fn sigquit_dumps_every_goroutine_and_exits_with_status_2() {
             .run(|| {
                 let (_tx, rx) = gort::chan::bounded(0);
                 gort::go(move || parked_in_known_function(rx));
-                // Tell the parent once the goroutine is parked.
-                wait_until("the goroutine to park", || {
-                    gort::dump_string().contains("[chan receive]")
+                // Tell the parent once both the goroutine and main are
+                // parked (a third goroutine watches).
+                gort::go(|| {
+                    wait_until("the goroutines to park", || {
+                        let d = gort::dump_string();
+                        d.contains("[chan receive]:") && d.contains("goroutine 1 [sleep]")
+                    });
+                    println!("parked");
                 });
-                println!("parked");
                 gort::sleep(Duration::from_secs(600));
             })
             .unwrap();
