@@ -1786,11 +1786,16 @@ impl Sched {
             mr.locked_ext.set(0);
             mr.exit_thread.set(true);
         }
-        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
+        // The main goroutine starts the shutdown before it stops counting:
+        // whichever exit brings the count to 0 must see `shutdown`, or
+        // nobody wakes `done` and run() waits forever. (Decrementing first
+        // let another goroutine's exit reach 0 between main's decrement and
+        // its begin_shutdown, seen as a rare hang at the end of a run.)
         if is_main {
             self.set_ending(Ending::MainExited);
             self.begin_shutdown();
         }
+        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
         if left == 0 && self.shutdown.load(Ordering::Acquire) {
             self.finished.store(true, Ordering::Release);
             self.sysmon_note.wake();

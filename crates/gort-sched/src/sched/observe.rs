@@ -225,6 +225,10 @@ impl Sched {
         let mut infos = Vec::new();
         for g in gs {
             // SAFETY: Gs live as long as their Sched (see its invariants).
+            // The plain fields of a goroutine that runs meanwhile (id, wait
+            // reason, locked M) are read without synchronization, as Go's
+            // traceback reads them: word-sized, possibly stale. Frames are
+            // read only under the SCAN claim below.
             let gr = unsafe { &*g };
             let status = gr.status();
             if status == Status::Dead {
@@ -260,7 +264,11 @@ impl Sched {
                 let m = gr.m.get();
                 // SAFETY: Ms live as long as the Sched.
                 info.running_m = (!m.is_null()).then(|| unsafe { (*m).id });
-                info.note = "running on another thread; stack unavailable";
+                info.note = if status == Status::Syscall {
+                    "in a syscall or C call; stack unavailable"
+                } else {
+                    "running on another thread; stack unavailable"
+                };
             }
             infos.push(info);
         }
