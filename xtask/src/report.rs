@@ -41,6 +41,9 @@ pub struct Row {
     /// Go module (benches/go/NAME), benchmark name (without `Benchmark`)
     /// and GOMAXPROCS.
     pub go: Option<(&'static str, &'static str, u32)>,
+    /// What the table says for may when it has no number (it cannot run
+    /// the shape).
+    pub may_note: Option<&'static str>,
 }
 
 const fn row(label: &'static str, gort: &'static str) -> Row {
@@ -52,6 +55,7 @@ const fn row(label: &'static str, gort: &'static str) -> Row {
         tokio: None,
         corosensei: None,
         go: None,
+        may_note: None,
     }
 }
 
@@ -87,6 +91,7 @@ pub fn rows() -> Vec<Row> {
     }
     rows.push(Row {
         per_iter: 1e6,
+        may_note: Some("fails at ~32,700 (map limit)"),
         tokio: Some("spawn_join_1m/procs1/tokio"),
         go: Some(("sched", "SpawnJoinAll", 1)),
         ..row(
@@ -96,6 +101,7 @@ pub fn rows() -> Vec<Row> {
     });
     rows.push(Row {
         per_iter: 1e6,
+        may_note: Some("fails at ~32,700 (map limit)"),
         tokio: Some("spawn_join_1m/procs2/tokio"),
         go: Some(("sched", "SpawnJoinAll", 2)),
         ..row(
@@ -148,7 +154,7 @@ pub fn rows() -> Vec<Row> {
     rows.push(Row {
         go: Some(("unwind", "PanicAcrossC", 1)),
         ..row(
-            "panic across a C frame, recovered (gort-unwind alone)",
+            "panic across C, recovered (gort-unwind)",
             "unwind/gort/panic_across_c_recovered",
         )
     });
@@ -164,7 +170,7 @@ pub fn rows() -> Vec<Row> {
             "RoundTrip",
         ),
         (
-            "callback from a C program's main thread",
+            "callback from a C main thread",
             "cgo/callback_main_thread",
             "CallbackMainThread",
         ),
@@ -182,7 +188,7 @@ pub fn rows() -> Vec<Row> {
     rows.push(Row {
         go: Some(("unwind", "PanicAcrossC", 1)),
         ..row(
-            "panic in a callback, recovered across C (cgo::call)",
+            "panic across C, recovered (cgo::call)",
             "cgo/panic_across_c",
         )
     });
@@ -193,6 +199,7 @@ pub fn rows() -> Vec<Row> {
 pub struct Measured {
     pub label: &'static str,
     pub ns: [Option<f64>; 5],
+    pub may_note: Option<&'static str>,
 }
 
 /// criterion's medians by full id, ns per iteration.
@@ -331,7 +338,11 @@ pub fn measure(
             c(r.corosensei),
         ];
         if ns[0].is_some() && ns[1..].iter().any(Option::is_some) {
-            out.push(Measured { label: r.label, ns });
+            out.push(Measured {
+                label: r.label,
+                ns,
+                may_note: r.may_note,
+            });
         }
     }
     out
@@ -399,6 +410,9 @@ pub fn table(m: &[Measured], machine: &Machine, svg_name: &str) -> String {
             r.ns.iter()
                 .map(|v| v.map_or_else(|| "-".to_string(), fmt_ns))
                 .collect();
+        if let (None, Some(note)) = (r.ns[2], r.may_note) {
+            cells[2] = note.to_string();
+        }
         let g = r.ns[0].unwrap_or(f64::NAN);
         for peer in &r.ns[1..] {
             cells.push(peer.map_or_else(|| "-".to_string(), |p| format!("{:.2}", g / p)));
@@ -441,7 +455,10 @@ fn esc(s: &str) -> String {
 /// A horizontal bar chart, one group per row, ns per operation on a log
 /// scale (the rows span 1 ns to tens of µs).
 pub fn svg(m: &[Measured], machine: &Machine) -> String {
-    let (label_w, plot_w, bar_h, gap) = (300.0, 520.0, 13.0, 12.0);
+    // Labels at about 7 px per character of 12 px sans-serif.
+    let longest = m.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
+    let label_w = (longest as f64 * 7.0 + 20.0).max(200.0);
+    let (plot_w, bar_h, gap) = (520.0, 13.0, 12.0);
     let left = label_w;
     let right_pad = 90.0;
     let width = left + plot_w + right_pad;
