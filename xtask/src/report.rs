@@ -217,7 +217,7 @@ pub fn read_criterion(target: &Path) -> BTreeMap<String, f64> {
                     if let Some((id, ns)) = read_estimate(&p) {
                         out.insert(id, ns);
                     }
-                } else if !p.file_name().is_some_and(|n| n == "report") {
+                } else if p.file_name().is_none_or(|n| n != "report") {
                     stack.push(p);
                 }
             }
