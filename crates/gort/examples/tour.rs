@@ -29,12 +29,114 @@ fn main() {
         many_goroutines();
         whispers();
         select_with_timeout();
+        blocking_c_call();
+        c_threads_call_back();
+        panic_across_c();
         gort::stats()
     })
     .expect("the tour's runtime");
 
     deadlock_is_an_error();
     summary(&stats, start.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// C: a blocking call, callbacks from C threads, a panic across C frames
+// ---------------------------------------------------------------------------
+
+use gort_unwind_cframes as c;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn blocking_c_call() {
+    section("C1. A blocking C call does not stall the other goroutines");
+    // One goroutine sleeps 100 ms inside C; another ticks every 200 us.
+    // The ticker's worst gap is the stall the C call caused: sysmon hands
+    // the blocked goroutine's P to another thread after ~20-50 us.
+    let (done_tx, done_rx) = chan::bounded::<()>(1);
+    let ticker = gort::go(move || {
+        let mut last = Instant::now();
+        let mut worst = Duration::ZERO;
+        let mut ticks = 0;
+        while done_rx.try_recv().is_err() {
+            gort::sleep(Duration::from_micros(200));
+            worst = worst.max(last.elapsed());
+            last = Instant::now();
+            ticks += 1;
+        }
+        (ticks, worst)
+    });
+    let t = Instant::now();
+    // SAFETY: the closure only calls the C function.
+    unsafe { gort::cgo::call(|| c::gort_c_sleep_us(100_000)) };
+    let in_c = t.elapsed();
+    done_tx.send(()).unwrap();
+    let (ticks, worst) = ticker.join().unwrap();
+    println!("  the caller spent {in_c:.1?} in C (nanosleep); meanwhile another");
+    println!("  goroutine ticked {ticks} times, its longest gap {worst:.2?} (asked: 200us)");
+}
+
+static CALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C" fn on_event(arg: *mut c_void) {
+    // SAFETY: this frame holds nothing; `arg` is the channel's sender.
+    unsafe {
+        gort::cgo::callback(|| {
+            let tx = &*(arg as *const chan::Sender<u64>);
+            // A goroutine of the tour's runtime, locked to this C thread
+            // for the callback: it may park on the channel.
+            tx.send(gort::id()).unwrap();
+            CALLBACKS.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+}
+
+fn c_threads_call_back() {
+    section("C2. C threads call back into goroutines");
+    // Callbacks from threads the runtime did not create go to the callback
+    // runtime: make it this one.
+    gort::cgo::set_callback_runtime();
+    let (tx, rx) = chan::bounded::<u64>(16);
+    let consumer = gort::go(move || rx.iter().count());
+    let t = Instant::now();
+    let arg = &tx as *const chan::Sender<u64> as *mut c_void;
+    // SAFETY: C calls back through `callback`; the C threads are joined
+    // before `tx` goes away. syscall: pthread_join blocks this thread.
+    let e = gort::syscall(|| unsafe { c::gort_c_threads(8, 2_500, on_event, arg) });
+    assert_eq!(e, 0);
+    drop(tx);
+    let received = consumer.join().unwrap();
+    println!(
+        "  8 C pthreads x 2,500 callbacks, each sending on a channel to a goroutine: \
+         {received} received in {:.1?}",
+        t.elapsed()
+    );
+    let counts = gort::cgo::counts().unwrap();
+    println!(
+        "  {} callbacks so far, {} extra Ms bound to C threads",
+        counts.callbacks, counts.extra_ms
+    );
+}
+
+unsafe extern "C" fn fails(_arg: *mut c_void) {
+    // SAFETY: this frame holds nothing.
+    unsafe { gort::cgo::callback(|| panic!("a callback failed deep in C")) }
+}
+
+fn panic_across_c() {
+    section("C3. A panic in a callback, recovered across C frames");
+    let mut marks = c::Marks::default();
+    let m: *mut c::Marks = &mut marks;
+    let r = gort::recover(|| {
+        // SAFETY: the closure only calls the C function.
+        unsafe { gort::cgo::call(|| c::gort_c_recurse(5, fails, std::ptr::null_mut(), m)) }
+    });
+    let p = r.unwrap_err();
+    let (before, after) = marks.counts();
+    println!("  recovered: {:?}", p.message().unwrap_or("?"));
+    println!(
+        "  five C frames skipped: C code before the callback ran {before}x, after it {after}x"
+    );
 }
 
 // ---------------------------------------------------------------------------

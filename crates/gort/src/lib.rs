@@ -69,7 +69,8 @@
 //! # Crates beneath
 //!
 //! gort re-exports gort-sched (scheduler), gort-sync (channels, select,
-//! Mutex, WaitGroup) and gort-unwind (defer, recover, Panic); gort-arch
+//! Mutex, WaitGroup), gort-unwind (defer, recover, Panic) and gort-cgo
+//! (`cgo::call`, `cgo::callback`); gort-arch
 //! (stack switching) and gort-stack (goroutine stacks and OS stack bounds)
 //! are usable on their own. See the repository's docs/ for each crate's
 //! design.
@@ -84,6 +85,13 @@ pub use gort_sched::{
 };
 pub use gort_sync::select;
 pub use gort_unwind::{defer, recover, Panic};
+
+/// Calls into C that never stall other goroutines, and callbacks from C on
+/// any thread (gort-cgo; docs/cgo.md): [`cgo::call`], [`cgo::try_call`],
+/// [`cgo::callback`], [`cgo::set_callback_runtime`], [`cgo::counts`].
+pub mod cgo {
+    pub use gort_cgo::*;
+}
 
 /// Configures a goroutine before spawning it, like `std::thread::Builder`
 /// (gort-sched's `GoBuilder`).
