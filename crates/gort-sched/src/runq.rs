@@ -45,34 +45,40 @@ unsafe impl<T, const N: usize> Sync for LocalQueue<T, N> {}
 /// Items taken off a full local queue to go to the global queue (Go's
 /// `runqputslow`): the older half of the ring, then the item being pushed,
 /// in FIFO order.
+///
+/// The items are on the heap, not in an array of `N` inline: `push` is
+/// inlined into the scheduler's hot paths, and a 2 KiB return value there
+/// gave every caller a 4 KiB frame with a stack probe, touching a second
+/// page of every goroutine stack (docs/performance.md).
+///
+/// Must hold: `items` holds only non-null items and is never empty.
 pub struct Overflow<T, const N: usize> {
-    items: [*mut T; N],
-    len: usize,
+    items: Vec<*mut T>,
 }
 
 impl<T, const N: usize> Overflow<T, N> {
     /// The items, oldest first.
     pub fn items(&self) -> impl ExactSizeIterator<Item = NonNull<T>> + '_ {
-        self.items[..self.len].iter().map(|&p| {
-            // SAFETY: the first `len` entries were filled with non-null items.
+        self.items.iter().map(|&p| {
+            // SAFETY: only non-null items are stored (see the invariants).
             unsafe { NonNull::new_unchecked(p) }
         })
     }
 
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.len
+        self.items.len()
     }
 
     /// Never true: an overflow carries at least the pushed item.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.items.is_empty()
     }
 }
 
 impl<T, const N: usize> std::fmt::Debug for Overflow<T, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(&self.items[..self.len]).finish()
+        f.debug_list().entries(&self.items).finish()
     }
 }
 
@@ -246,16 +252,17 @@ impl<T, const N: usize> Owner<'_, T, N> {
         }
     }
 
-    /// Go's `runqputslow`: takes the older half of a full ring.
+    /// Go's `runqputslow`: takes the older half of a full ring. Cold and
+    /// out of line, so that its allocation and loop stay out of the frames
+    /// of `push`'s callers.
+    #[cold]
+    #[inline(never)]
     fn push_slow(&self, item: *mut T, h: u32, t: u32) -> Option<Overflow<T, N>> {
         let n = t.wrapping_sub(h) / 2;
         debug_assert_eq!(n as usize, N / 2, "push_slow on a queue that is not full");
-        let mut items = [ptr::null_mut(); N];
-        for (i, slot) in items.iter_mut().enumerate().take(n as usize) {
-            *slot = self
-                .q
-                .slot(h.wrapping_add(i as u32))
-                .load(Ordering::Relaxed);
+        let mut items = Vec::with_capacity(n as usize + 1);
+        for i in 0..n {
+            items.push(self.q.slot(h.wrapping_add(i)).load(Ordering::Relaxed));
         }
         if self
             .q
@@ -265,11 +272,8 @@ impl<T, const N: usize> Owner<'_, T, N> {
         {
             return None;
         }
-        items[n as usize] = item;
-        Some(Overflow {
-            items,
-            len: n as usize + 1,
-        })
+        items.push(item);
+        Some(Overflow { items })
     }
 
     /// Takes the next item (Go's `runqget`): `runnext` first, then the ring
