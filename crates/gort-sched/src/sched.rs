@@ -619,14 +619,22 @@ impl Sched {
             // SAFETY: our M holds p.
             let q = unsafe { (*p).queue() };
             if let Err(overflow) = q.push(g.0, next) {
-                let mut l = self.lock();
-                for item in overflow.items() {
-                    l.runq.push_back(GRef(item));
-                }
-                self.runq_len.store(l.runq.len(), Ordering::Release);
+                self.runq_overflow(overflow);
             }
         }
         self.wakep();
+    }
+
+    /// Go's `runqputslow` tail: half of a full local queue goes to the
+    /// global queue. Cold and out of line, to keep `make_runnable` small.
+    #[cold]
+    #[inline(never)]
+    fn runq_overflow(&self, overflow: crate::runq::Overflow<G, { crate::runq::LOCAL_QUEUE_LEN }>) {
+        let mut l = self.lock();
+        for item in overflow.items() {
+            l.runq.push_back(GRef(item));
+        }
+        self.runq_len.store(l.runq.len(), Ordering::Release);
     }
 
     fn global_put(&self, g: GRef) {
@@ -1432,7 +1440,7 @@ impl Sched {
         }
         mr.oldp.set(p);
         // Running -> Syscall: only the goroutine itself moves a running G.
-        g.set_status(Status::Syscall);
+        g.owner_set_status(Status::Running, Status::Syscall);
         // SAFETY: we hold p until enter_syscall publishes it.
         let pr = unsafe { &*p };
         let tick = pr.syscalltick.load(Ordering::Relaxed).wrapping_add(1);
@@ -1474,7 +1482,7 @@ impl Sched {
         // SAFETY: a goroutine in a syscall has not switched: still on m.
         let mr = unsafe { &*m };
         if self.exit_syscall_fast(mr) {
-            g.set_status(Status::Running);
+            g.owner_set_status(Status::Syscall, Status::Running);
             return;
         }
         let mut req = Request::ExitSyscall;
@@ -1676,7 +1684,7 @@ impl Sched {
             }
             // Runnable -> Running: the G is ours (off a queue, or handed
             // over); nobody else moves a runnable G.
-            gr.set_status(Status::Running);
+            gr.owner_set_status(Status::Runnable, Status::Running);
             mr.counters.bump_switch();
             gr.m.set(m);
             mr.curg.set(g.as_ptr());
@@ -1686,11 +1694,11 @@ impl Sched {
                 gort_stack::set_running_stack(gr.id.get(), stack);
             }
             // The goroutine's unwind state (recover scopes, resume points)
-            // goes onto this thread while it runs; g0's comes back after.
-            // SAFETY: the G's saved state is the one it had when last
-            // suspended; g0's is restored below before g0 runs on.
-            let g0_unwind =
-                unsafe { gort_unwind::swap_thread_state(std::mem::take(&mut *gr.unwind.get())) };
+            // is the thread's while it runs; g0's comes back after.
+            // SAFETY: the G's state lives as long as the G, and only this
+            // M uses it while it runs here; g0's is reinstalled below
+            // before g0 runs on.
+            let g0_unwind = unsafe { gort_unwind::install_state(gr.unwind.get()) };
             // SAFETY: a runnable G's ctx holds its suspended context; the
             // switch hands g0's context to the goroutine, which keeps it in
             // `m.g0`.
@@ -1700,7 +1708,7 @@ impl Sched {
             // this g0's own state.
             unsafe {
                 *gr.ctx.get() = gctx;
-                *gr.unwind.get() = gort_unwind::swap_thread_state(g0_unwind);
+                gort_unwind::install_state(g0_unwind);
             }
             gort_stack::clear_running_stack();
             set_current(ptr::null_mut(), m);
@@ -1711,7 +1719,7 @@ impl Sched {
             let req = unsafe { &mut *(req as *mut Request<'_>) };
             match req {
                 Request::Yield => {
-                    gr.cas_status(Status::Running, Status::Runnable);
+                    gr.owner_set_status(Status::Running, Status::Runnable);
                     // Unlike Go's Gosched (global queue), yield goes to the
                     // tail of the local queue: same fairness on this P,
                     // stealable by others, and no lock.
@@ -1719,7 +1727,7 @@ impl Sched {
                     return;
                 }
                 Request::Park(unlock) => {
-                    gr.cas_status(Status::Running, Status::Waiting);
+                    gr.owner_set_status(Status::Running, Status::Waiting);
                     if unlock(g) {
                         return;
                     }
@@ -1741,7 +1749,7 @@ impl Sched {
                     return;
                 }
                 Request::ExitSyscall => {
-                    gr.cas_status(Status::Syscall, Status::Runnable);
+                    gr.owner_set_status(Status::Syscall, Status::Runnable);
                     let mut l = self.lock();
                     if let Some(p) = self.pidle_get(&mut l) {
                         drop(l);
@@ -1763,7 +1771,7 @@ impl Sched {
 
     /// Go's `goexit0`: the G is dead; keep it (and its stack) for reuse.
     fn gdestroy(&self, mr: &M, gr: &G) {
-        gr.cas_status(Status::Running, Status::Dead);
+        gr.owner_set_status(Status::Running, Status::Dead);
         let is_main = gr.is_main.replace(false);
         let p = mr.p.get();
         // SAFETY: our M holds p.

@@ -92,4 +92,4 @@ pub use resume::{
     below_gap, call_with_resume_point, call_with_resume_point_below, callback_boundary,
     resume_point_caller_sp, unwind_to_resume_point,
 };
-pub use state::{has_resume_point, swap_thread_state, UnwindState};
+pub use state::{has_resume_point, install_state, swap_thread_state, UnwindState};

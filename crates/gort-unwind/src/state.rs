@@ -18,16 +18,15 @@ use crate::Location;
 /// is a load or store at a fixed offset from the thread pointer, valid at
 /// any time in the thread's life.
 ///
-/// Must hold: `resume` is null or the innermost live [`ResumePoint`] of the
-/// execution (goroutine) running on this thread, whose `prev` links lead to
-/// the outer ones; `quiet` counts the quiet scopes that execution is in.
+/// Must hold: `current` is null (the thread's own execution uses `own`) or
+/// points to the [`UnwindState`] of the execution (goroutine) running on
+/// this thread, installed by [`install_state`], which stays valid until it
+/// is replaced; `last_file` is a cache, not per execution.
 struct ThreadState {
-    /// Quiet scopes entered and not left: `recover`, `catch(true, ..)`.
-    quiet: Cell<u32>,
-    /// Location of the last panic that the hook saw and no catch took yet.
-    location: Cell<Option<Location>>,
-    /// The innermost resume point.
-    resume: Cell<*mut ResumePoint>,
+    /// The running execution's state; null: `own`.
+    current: Cell<*const UnwindState>,
+    /// The state of the thread's own execution (its original stack).
+    own: UnwindState,
     /// The last file name the hook interned (a cache; not per goroutine).
     last_file: Cell<&'static str>,
 }
@@ -35,30 +34,50 @@ struct ThreadState {
 thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
-            quiet: Cell::new(0),
-            location: Cell::new(None),
-            resume: Cell::new(ptr::null_mut()),
+            current: Cell::new(ptr::null()),
+            own: UnwindState::new(),
             last_file: Cell::new(""),
         }
     };
+}
+
+/// Runs `f` on the state of the execution running on this thread.
+#[inline(always)]
+fn with_state<R>(f: impl FnOnce(&UnwindState) -> R) -> R {
+    STATE.with(|s| {
+        let cur = s.current.get();
+        if cur.is_null() {
+            f(&s.own)
+        } else {
+            // SAFETY: an installed state stays valid until it is replaced
+            // (install_state's contract), and only this thread uses it
+            // while it is installed here.
+            f(unsafe { &*cur })
+        }
+    })
 }
 
 /// The per-goroutine part of gort-unwind's state: the quiet-scope depth,
 /// the location of a panic that is unwinding and not yet caught, and the
 /// chain of resume points.
 ///
-/// The scheduler keeps one per goroutine and exchanges it with the thread's
-/// at every switch, with [`swap_thread_state`]: this state belongs to the
-/// execution, not to the OS thread. A fresh goroutine starts with
+/// The scheduler keeps one per goroutine and makes it the thread's state
+/// while the goroutine runs: [`install_state`] (one pointer store per
+/// switch), or by value with [`swap_thread_state`]. This state belongs to
+/// the execution, not to the OS thread. A fresh goroutine starts with
 /// [`UnwindState::new`].
 ///
 /// Must hold: `resume` is null or points to a `ResumePoint` in a live
-/// frame of the goroutine this state belongs to.
+/// frame of the goroutine this state belongs to; `quiet` counts the quiet
+/// scopes that execution is in.
 #[derive(Debug)]
 pub struct UnwindState {
-    quiet: u32,
-    location: Option<Location>,
-    resume: *mut ResumePoint,
+    /// Quiet scopes entered and not left: `recover`, `catch(true, ..)`.
+    quiet: Cell<u32>,
+    /// Location of the last panic that the hook saw and no catch took yet.
+    location: Cell<Option<Location>>,
+    /// The innermost resume point.
+    resume: Cell<*mut ResumePoint>,
 }
 
 // SAFETY: the resume chain points into the owning goroutine's own frames;
@@ -71,22 +90,30 @@ impl UnwindState {
     /// panic location and no resume point.
     pub const fn new() -> UnwindState {
         UnwindState {
-            quiet: 0,
-            location: None,
-            resume: ptr::null_mut(),
+            quiet: Cell::new(0),
+            location: Cell::new(None),
+            resume: Cell::new(ptr::null_mut()),
         }
     }
 
     /// True when the execution has a resume point (it is inside a call that
     /// a callback's panic can unwind to). A goroutine that finished must not.
     pub fn has_resume_point(&self) -> bool {
-        !self.resume.is_null()
+        !self.resume.get().is_null()
     }
 
     /// How many quiet scopes ([`recover`](crate::recover), quiet
     /// [`catch`](crate::catch)) the execution is inside.
     pub fn quiet_depth(&self) -> u32 {
-        self.quiet
+        self.quiet.get()
+    }
+
+    fn replace(&self, new: UnwindState) -> UnwindState {
+        UnwindState {
+            quiet: Cell::new(self.quiet.replace(new.quiet.get())),
+            location: Cell::new(self.location.replace(new.location.get())),
+            resume: Cell::new(self.resume.replace(new.resume.get())),
+        }
     }
 }
 
@@ -96,35 +123,48 @@ impl Default for UnwindState {
     }
 }
 
-/// Installs `new` as this thread's state and returns the previous one.
-///
-/// The scheduler calls this at every goroutine switch, on the thread that
-/// will run the resumed goroutine: it installs the resumed goroutine's state
-/// and keeps the returned one with the goroutine (or scheduler context) that
-/// was running. One call per switch suffices: `swap_thread_state(next)`
-/// returns the state of the execution being suspended.
+/// Makes `state` the state of the execution running on this thread (null:
+/// the thread's own) and returns the one installed before (null for the
+/// thread's own). One pointer store: the scheduler calls it at every switch,
+/// with the resumed goroutine's state before switching to it and with the
+/// returned pointer when it is back.
 ///
 /// A goroutine that is unwinding a panic never parks on one thread and
 /// resumes on another (design brief: std's panic count is per thread), so
 /// the location the panic hook records is always read back on the thread
-/// that wrote it; it travels in this state only so that a switch on the
+/// that wrote it; it travels in the state only so that a switch on the
 /// same thread does not lose it.
+///
+/// # Safety
+///
+/// `state` must be null or point to the state of the execution about to
+/// run on this thread, valid and used by no other thread until it is
+/// replaced here; and the previous pointer must be installed again before
+/// the execution it belongs to runs again: a resume chain installed under
+/// the wrong execution would let
+/// [`unwind_to_resume_point`](crate::unwind_to_resume_point) switch into
+/// frames that are not there.
+#[inline(never)]
+pub unsafe fn install_state(state: *const UnwindState) -> *const UnwindState {
+    STATE.with(|s| s.current.replace(state))
+}
+
+/// Installs `new` as the state of the execution running on this thread,
+/// by value, and returns the previous one (for schedulers that keep the
+/// state elsewhere; gort-sched uses [`install_state`]).
+///
+/// One call per switch suffices: `swap_thread_state(next)` returns the
+/// state of the execution being suspended.
 ///
 /// # Safety
 ///
 /// `new` must be the state that the execution about to run on this thread
 /// had when it was last suspended (or [`UnwindState::new`] for a fresh
 /// one), and the returned state must be given back to the execution that
-/// was running, before it runs again: a resume chain installed under the
-/// wrong execution would let [`unwind_to_resume_point`](crate::unwind_to_resume_point)
-/// switch into frames that are not there.
+/// was running, before it runs again (see [`install_state`]).
 #[inline(never)]
 pub unsafe fn swap_thread_state(new: UnwindState) -> UnwindState {
-    STATE.with(|s| UnwindState {
-        quiet: s.quiet.replace(new.quiet),
-        location: s.location.replace(new.location),
-        resume: s.resume.replace(new.resume),
-    })
+    with_state(|s| s.replace(new))
 }
 
 /// Whether the execution running on this thread has a resume point: a
@@ -132,17 +172,17 @@ pub unsafe fn swap_thread_state(new: UnwindState) -> UnwindState {
 /// bridge asks this on a thread it did not create.
 #[inline(never)]
 pub fn has_resume_point() -> bool {
-    STATE.with(|s| !s.resume.get().is_null())
+    with_state(|s| !s.resume.get().is_null())
 }
 
 #[inline(never)]
 pub(crate) fn quiet_enter() {
-    STATE.with(|s| s.quiet.set(s.quiet.get() + 1));
+    with_state(|s| s.quiet.set(s.quiet.get() + 1));
 }
 
 #[inline(never)]
 pub(crate) fn quiet_exit() {
-    STATE.with(|s| {
+    with_state(|s| {
         let q = s.quiet.get();
         debug_assert!(q > 0, "quiet scope left more often than entered");
         s.quiet.set(q.saturating_sub(1));
@@ -151,32 +191,32 @@ pub(crate) fn quiet_exit() {
 
 #[inline(never)]
 pub(crate) fn quiet_depth() -> u32 {
-    STATE.with(|s| s.quiet.get())
+    with_state(|s| s.quiet.get())
 }
 
 #[inline(never)]
 pub(crate) fn is_quiet() -> bool {
-    STATE.with(|s| s.quiet.get() > 0)
+    with_state(|s| s.quiet.get() > 0)
 }
 
 #[inline(never)]
 pub(crate) fn set_location(loc: Option<Location>) {
-    STATE.with(|s| s.location.set(loc));
+    with_state(|s| s.location.set(loc));
 }
 
 #[inline(never)]
 pub(crate) fn take_location() -> Option<Location> {
-    STATE.with(|s| s.location.take())
+    with_state(|s| s.location.take())
 }
 
 #[inline(never)]
 pub(crate) fn resume_head() -> *mut ResumePoint {
-    STATE.with(|s| s.resume.get())
+    with_state(|s| s.resume.get())
 }
 
 #[inline(never)]
 pub(crate) fn set_resume_head(rp: *mut ResumePoint) {
-    STATE.with(|s| s.resume.set(rp));
+    with_state(|s| s.resume.set(rp));
 }
 
 /// The interned file name that equals `file`, if it is the last one this
