@@ -100,7 +100,7 @@ pub(crate) struct G {
     status: AtomicU8,
     pub(crate) ctx: UnsafeCell<Context>,
     pub(crate) stack: UnsafeCell<Option<Stack>>,
-    pub(crate) entry: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    pub(crate) entry: UnsafeCell<Option<crate::runtime::Entry>>,
     pub(crate) m: Cell<*mut M>,
     pub(crate) sched: *const Sched,
     pub(crate) wait_reason: Cell<WaitReason>,

@@ -177,7 +177,7 @@ impl Runtime {
             let r = gort_unwind::catch(false, f);
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         };
-        if let Err(e) = sched.spawn(Box::new(main), None, true) {
+        if let Err(e) = sched.spawn(Entry::boxed(main), None, true) {
             crate::sched::restore_current(saved);
             return Err(Error::Resource(e.to_string()));
         }
@@ -537,20 +537,86 @@ pub fn ready(g: GRef) {
 
 // ---- go / JoinHandle ---------------------------------------------------------
 
+/// What a goroutine runs, type-erased without a box of its own (Go's
+/// funcval): a pointer and the functions that run or drop it. `go` points
+/// it at the goroutine's task cell, so a goroutine costs one allocation.
+///
+/// Must hold: `data` is valid for `vtable`'s functions, and exactly one of
+/// them is called, once (`call` consumes the entry; `Drop` drops it).
+pub(crate) struct Entry {
+    data: *mut (),
+    vtable: &'static EntryVTable,
+}
+
+struct EntryVTable {
+    /// Runs and consumes `data`.
+    run: unsafe fn(*mut ()),
+    /// Drops `data` without running it.
+    drop: unsafe fn(*mut ()),
+}
+
+// SAFETY: an Entry is made only from `Send` closures (`boxed`) or task
+// cells of `Send` closures and results (`task_entry`).
+unsafe impl Send for Entry {}
+
+impl Entry {
+    /// A boxed closure (the main goroutine's).
+    pub(crate) fn boxed<F: FnOnce() + Send + 'static>(f: F) -> Entry {
+        unsafe fn run<F: FnOnce()>(data: *mut ()) {
+            // SAFETY: data is the Box<F> made below, consumed once.
+            let f = unsafe { Box::from_raw(data.cast::<F>()) };
+            f();
+        }
+        unsafe fn drop<F>(data: *mut ()) {
+            // SAFETY: as above.
+            std::mem::drop(unsafe { Box::from_raw(data.cast::<F>()) });
+        }
+        Entry {
+            data: Box::into_raw(Box::new(f)).cast(),
+            vtable: &EntryVTable {
+                run: run::<F>,
+                drop: drop::<F>,
+            },
+        }
+    }
+
+    /// Runs the goroutine's function (on the goroutine's stack).
+    pub(crate) fn call(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the data is valid for its vtable; `this` is not dropped,
+        // so this is the one call.
+        unsafe { (this.vtable.run)(this.data) }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // SAFETY: not called (call forgets self): the one drop.
+        unsafe { (self.vtable.drop)(self.data) }
+    }
+}
+
 const RUNNING: usize = 0;
 const DONE: usize = 1;
+/// Low bits of a join state holding a parked joining goroutine's G pointer
+/// (Gs are 8-aligned). A joining plain thread's `Arc<ThreadWaiter>`
+/// pointer has these bits clear.
+const JOINER_G: usize = 2;
 
-/// A parked joiner: a goroutine or a plain thread.
-struct Waiter {
-    g: Option<GRef>,
+/// A plain thread waiting in `join`.
+struct ThreadWaiter {
     note: Note,
 }
 
+/// The join state of a goroutine, shared by the goroutine and its handle.
+///
 /// Must hold: `result` is written once, by the goroutine, before `state`
 /// becomes DONE (release); after that it is taken only by the one joiner
-/// and otherwise only read (to report a panic nobody will join). `state` is
-/// RUNNING, DONE, or an `Arc<Waiter>` pointer owned by `state` until
-/// someone swaps or CASes it out.
+/// and otherwise only read (to report a panic nobody will join). `state`
+/// is RUNNING, DONE, the G of a parked joining goroutine tagged with
+/// JOINER_G (set by the joiner's park on g0, cleared by `complete`'s swap
+/// or the joiner's unregister), or an `Arc<ThreadWaiter>` pointer owned by
+/// `state` until someone swaps or CASes it out.
 struct JoinInner<T> {
     state: AtomicUsize,
     result: UnsafeCell<Option<Result<T, Panic>>>,
@@ -567,6 +633,15 @@ unsafe impl<T: Send> Sync for JoinInner<T> {}
 unsafe impl<T: Send> Send for JoinInner<T> {}
 
 impl<T> JoinInner<T> {
+    fn new() -> JoinInner<T> {
+        JoinInner {
+            state: AtomicUsize::new(RUNNING),
+            result: UnsafeCell::new(None),
+            detached: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
+        }
+    }
+
     fn complete(&self, r: Result<T, Panic>) {
         // SAFETY: only the goroutine writes, once, before publishing DONE.
         unsafe { *self.result.get() = Some(r) };
@@ -575,12 +650,16 @@ impl<T> JoinInner<T> {
             self.report_unjoined_panic();
         }
         if prev > DONE {
-            // SAFETY: a registered waiter's Arc is owned by `state`; the
-            // swap moved it to us.
-            let waiter = unsafe { Arc::from_raw(prev as *const Waiter) };
-            match waiter.g {
-                Some(g) => ready(g),
-                None => waiter.note.wake(),
+            if prev & JOINER_G != 0 {
+                let g = (prev & !JOINER_G) as *mut G;
+                // SAFETY: a joiner publishes its own live G; Gs live as
+                // long as their runtime, which runs this goroutine.
+                ready(GRef(unsafe { std::ptr::NonNull::new_unchecked(g) }));
+            } else {
+                // SAFETY: a registered thread waiter's Arc is owned by
+                // `state`; the swap moved it to us.
+                let waiter = unsafe { Arc::from_raw(prev as *const ThreadWaiter) };
+                waiter.note.wake();
             }
         }
     }
@@ -605,39 +684,92 @@ impl<T> JoinInner<T> {
         unsafe { (*self.result.get()).take() }.expect("join result taken twice")
     }
 
-    /// Registers `waiter`; false if the goroutine already finished.
-    fn register(&self, waiter: &Arc<Waiter>) -> bool {
-        let raw = Arc::into_raw(waiter.clone()) as usize;
-        if self
-            .state
-            .compare_exchange(RUNNING, raw, Ordering::AcqRel, Ordering::Acquire)
+    /// Publishes `word` (a tagged G or a thread waiter) as the joiner;
+    /// false if the goroutine already finished.
+    fn register(&self, word: usize) -> bool {
+        self.state
+            .compare_exchange(RUNNING, word, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-        {
-            return true;
-        }
-        // SAFETY: not published: take our clone back.
-        drop(unsafe { Arc::from_raw(raw as *const Waiter) });
-        false
     }
 
-    /// Removes a registered waiter (a joiner that is being unwound).
-    fn unregister(&self, waiter: &Arc<Waiter>) {
-        let raw = Arc::as_ptr(waiter) as usize;
-        if self
-            .state
-            .compare_exchange(raw, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+    /// Takes a registered joiner back out (one that is being unwound);
+    /// true if it was still there.
+    fn unregister(&self, word: usize) -> bool {
+        self.state
+            .compare_exchange(word, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-        {
-            // SAFETY: we took the published clone back out of `state`.
-            drop(unsafe { Arc::from_raw(raw as *const Waiter) });
-        }
+    }
+}
+
+/// A goroutine's one allocation: its closure, then its join state and
+/// result (tokio's task cell). The goroutine's entry and the JoinHandle
+/// each hold a reference.
+///
+/// Must hold: `f` is taken once, by the goroutine, before anything else of
+/// the goroutine runs; nobody else touches it.
+struct Task<F, T> {
+    join: JoinInner<T>,
+    f: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: `f` is only touched by the goroutine (see the invariants); the
+// join state is Sync for Send results.
+unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
+// SAFETY: as above.
+unsafe impl<F: Send, T: Send> Send for Task<F, T> {}
+
+/// The JoinHandle's view of a task cell, without the closure's type.
+trait Joinable<T>: Send + Sync {
+    fn join_inner(&self) -> &JoinInner<T>;
+}
+
+impl<F: Send, T: Send> Joinable<T> for Task<F, T> {
+    fn join_inner(&self) -> &JoinInner<T> {
+        &self.join
+    }
+}
+
+/// The entry of a goroutine made by `go`: runs the closure from the task
+/// cell and completes the join state with its value or panic.
+fn task_entry<F, T>(task: Arc<Task<F, T>>) -> Entry
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    unsafe fn run<F, T>(data: *mut ())
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // SAFETY: data is the entry's reference, made by into_raw below.
+        let task = unsafe { Arc::from_raw(data.cast::<Task<F, T>>().cast_const()) };
+        // SAFETY: the goroutine is the only one to touch `f`, once.
+        let f = unsafe { (*task.f.get()).take() }.expect("goroutine closure taken twice");
+        // Quiet: the panic goes to the JoinHandle; it is printed only if
+        // nobody can join it any more (see report_unjoined_panic).
+        let r = gort_unwind::catch(true, f).map_err(|mut p| {
+            p.set_goroutine(current().map(GRef::id));
+            p
+        });
+        task.join.complete(r);
+    }
+    unsafe fn drop<F, T>(data: *mut ()) {
+        // SAFETY: data is the entry's reference, made by into_raw below.
+        std::mem::drop(unsafe { Arc::from_raw(data.cast::<Task<F, T>>().cast_const()) });
+    }
+    Entry {
+        data: Arc::into_raw(task).cast_mut().cast(),
+        vtable: &EntryVTable {
+            run: run::<F, T>,
+            drop: drop::<F, T>,
+        },
     }
 }
 
 /// An owned permission to wait for a goroutine and take its result, like
 /// `std::thread::JoinHandle`.
 pub struct JoinHandle<T> {
-    inner: Arc<JoinInner<T>>,
+    task: Arc<dyn Joinable<T>>,
     id: u64,
 }
 
@@ -650,6 +782,10 @@ impl<T> fmt::Debug for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    fn inner(&self) -> &JoinInner<T> {
+        self.task.join_inner()
+    }
+
     /// The goroutine's id.
     pub fn id(&self) -> u64 {
         self.id
@@ -657,15 +793,16 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) == DONE
+        self.inner().state.load(Ordering::Acquire) == DONE
     }
 
     /// Waits for the goroutine and returns its value, or its panic (with
     /// message, location and goroutine id). From a goroutine this parks only
     /// the goroutine; from a plain thread it blocks the thread.
     pub fn join(self) -> Result<T, Panic> {
-        if self.inner.state.load(Ordering::Acquire) == DONE {
-            return self.inner.take();
+        let inner = self.inner();
+        if inner.state.load(Ordering::Acquire) == DONE {
+            return inner.take();
         }
         match current() {
             Some(g) => self.join_goroutine(g),
@@ -674,40 +811,41 @@ impl<T> JoinHandle<T> {
     }
 
     fn join_goroutine(&self, g: GRef) -> Result<T, Panic> {
-        let waiter = Arc::new(Waiter {
-            g: Some(g),
-            note: Note::new(),
-        });
-        struct Unregister<'a, T>(&'a JoinInner<T>, &'a Arc<Waiter>);
+        let inner = self.inner();
+        let word = g.as_ptr() as usize | JOINER_G;
+        struct Unregister<'a, T>(&'a JoinInner<T>, usize);
         impl<T> Drop for Unregister<'_, T> {
             fn drop(&mut self) {
                 self.0.unregister(self.1);
             }
         }
-        let _guard = Unregister(&self.inner, &waiter);
-        // `register` publishes the waiter with its CAS and touches nothing
-        // of this goroutine's stack after it: once published, the goroutine
-        // can be readied and run elsewhere while g0 is still in here.
-        park(WaitReason::Join, |_| self.inner.register(&waiter));
+        let _guard = Unregister(inner, word);
+        // `register` publishes this goroutine with its CAS and touches
+        // nothing of this goroutine's stack after it: once published, the
+        // goroutine can be readied and run elsewhere while g0 is still in
+        // here.
+        park(WaitReason::Join, |_| inner.register(word));
         loop {
-            if self.inner.state.load(Ordering::Acquire) == DONE {
-                return self.inner.take();
+            if inner.state.load(Ordering::Acquire) == DONE {
+                return inner.take();
             }
             // Readied by a stray `ready`: wait without parking again (an
-            // unlock function could not safely re-check our waiter).
+            // unlock function could not safely re-check our registration).
             yield_now();
         }
     }
 
     fn join_thread(&self) -> Result<T, Panic> {
-        let waiter = Arc::new(Waiter {
-            g: None,
-            note: Note::new(),
-        });
-        if self.inner.register(&waiter) {
+        let inner = self.inner();
+        let waiter = Arc::new(ThreadWaiter { note: Note::new() });
+        let raw = Arc::into_raw(waiter.clone()) as usize;
+        if inner.register(raw) {
             waiter.note.sleep();
+        } else {
+            // SAFETY: not published: take our clone back.
+            drop(unsafe { Arc::from_raw(raw as *const ThreadWaiter) });
         }
-        self.inner.take()
+        inner.take()
     }
 }
 
@@ -715,9 +853,10 @@ impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         // A joined handle was consumed by `join` (its result taken); only
         // an unjoined one gets here with a result possibly pending.
-        self.inner.detached.store(true, Ordering::SeqCst);
-        if self.inner.state.load(Ordering::SeqCst) == DONE {
-            self.inner.report_unjoined_panic();
+        let inner = self.inner();
+        inner.detached.store(true, Ordering::SeqCst);
+        if inner.state.load(Ordering::SeqCst) == DONE {
+            inner.report_unjoined_panic();
         }
     }
 }
@@ -764,27 +903,15 @@ impl GoBuilder {
                 )));
             }
         }
-        let inner = Arc::new(JoinInner {
-            state: AtomicUsize::new(RUNNING),
-            result: UnsafeCell::new(None),
-            detached: AtomicBool::new(false),
-            reported: AtomicBool::new(false),
+        let task = Arc::new(Task {
+            join: JoinInner::new(),
+            f: UnsafeCell::new(Some(f)),
         });
-        let theirs = inner.clone();
-        let body = move || {
-            // Quiet: the panic goes to the JoinHandle; it is printed only
-            // if nobody can join it any more (see report_unjoined_panic).
-            let r = gort_unwind::catch(true, f).map_err(|mut p| {
-                p.set_goroutine(current().map(GRef::id));
-                p
-            });
-            theirs.complete(r);
-        };
         let gref = sched
-            .spawn(Box::new(body), self.stack_size, false)
+            .spawn(task_entry(task.clone()), self.stack_size, false)
             .map_err(|e| Error::Resource(e.to_string()))?;
         Ok(JoinHandle {
-            inner,
+            task,
             id: gref.id(),
         })
     }

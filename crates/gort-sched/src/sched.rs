@@ -71,6 +71,9 @@ struct POwned {
     schedtick: u32,
     gfree: Vec<*mut G>,
     stacks: StackCache,
+    /// Goroutines that exited on this P and are still counted in
+    /// `Sched::ngoroutines` (see `flush_exits`).
+    exited: usize,
 }
 
 impl P {
@@ -84,6 +87,7 @@ impl P {
                 schedtick: 0,
                 gfree: Vec::new(),
                 stacks: StackCache::new(),
+                exited: 0,
             }),
         })
     }
@@ -93,6 +97,22 @@ impl P {
 /// the batch size both ways (Go's gfput/gfget use 64 and 32).
 const GFREE_LOCAL_MAX: usize = 64;
 const GFREE_BATCH: usize = 32;
+
+/// Exits a P counts before it subtracts them from `Sched::ngoroutines`.
+const EXIT_BATCH: usize = 32;
+
+/// Pads a value to its own cache line (two lines: adjacent-line prefetch
+/// on x86_64), so that a counter written by one M does not slow down
+/// reads of the fields next to it on another.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// Most Ps a runtime can have (`procs`, `set_procs`).
 pub const MAX_PROCS: usize = 1024;
@@ -331,7 +351,15 @@ pub(crate) struct Sched {
     nmspinning: AtomicUsize,
     runq_len: AtomicUsize,
     goid: AtomicU64,
-    ngoroutines: AtomicUsize,
+    /// Live goroutines, except that exits are subtracted in batches
+    /// (`POwned::exited`, `flush_exits`): a spawn adds at once, so the
+    /// count never falls below the truth, and a zero is exact. Every P
+    /// flushes its exits before it goes idle and, once shutdown began, at
+    /// every exit; so with every P idle (checkdead) the count is exact, and
+    /// the exit that brings it to zero in a shutdown ends the run. The
+    /// spawning M and the Ms that run the goroutines used to bounce this
+    /// line at every spawn and every exit: it has a line of its own.
+    ngoroutines: CachePadded<AtomicUsize>,
     shutdown: AtomicBool,
     ending: Mutex<Option<Ending>>,
     /// Woken when the run is over (shutdown and no goroutine left).
@@ -438,7 +466,7 @@ impl Sched {
             nmspinning: AtomicUsize::new(0),
             runq_len: AtomicUsize::new(0),
             goid: AtomicU64::new(0),
-            ngoroutines: AtomicUsize::new(0),
+            ngoroutines: CachePadded(AtomicUsize::new(0)),
             shutdown: AtomicBool::new(false),
             ending: Mutex::new(None),
             done: Note::new(),
@@ -467,8 +495,46 @@ impl Sched {
         (0..self.procs()).map(|i| self.p(i))
     }
 
+    /// Live goroutines. Exits on other running Ps may be counted a little
+    /// late (see `ngoroutines`); the caller's own P is flushed first.
     pub(crate) fn num_goroutines(&self) -> usize {
+        let m = current_m_of(self);
+        if !m.is_null() {
+            // SAFETY: m is this thread's M.
+            let p = unsafe { (*m).p.get() };
+            if !p.is_null() {
+                // SAFETY: our M holds p.
+                if self.flush_exits(unsafe { (*p).owned() }) {
+                    self.finish(&mut self.lock());
+                }
+            }
+        }
         self.ngoroutines.load(Ordering::Acquire)
+    }
+
+    /// Subtracts the exits counted on a P from `ngoroutines`. True if that
+    /// brought it to zero during shutdown: the run is over, and the caller
+    /// must call `finish` (with the lock; not held here).
+    fn flush_exits(&self, owned: &mut POwned) -> bool {
+        let n = std::mem::take(&mut owned.exited);
+        if n == 0 {
+            return false;
+        }
+        let left = self.ngoroutines.fetch_sub(n, Ordering::AcqRel) - n;
+        left == 0 && self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// The last goroutine of a shutdown is gone: stop sysmon, wake M0's
+    /// wait and every idle M so that they exit.
+    fn finish(&self, l: &mut Locked) {
+        self.finished.store(true, Ordering::Release);
+        self.sysmon_note.wake();
+        self.done.wake();
+        for m in std::mem::take(&mut l.midle) {
+            // SAFETY: idle Ms are parked on their notes; nextp stays null
+            // so they exit.
+            unsafe { (*m).park.wake() };
+        }
     }
 
     pub(crate) fn take_ending(&self) -> Option<Ending> {
@@ -506,7 +572,7 @@ impl Sched {
     /// current P (runnext) or, from outside the runtime, on the global queue.
     pub(crate) fn spawn(
         &self,
-        f: Box<dyn FnOnce() + Send>,
+        f: crate::runtime::Entry,
         stack_size: Option<usize>,
         is_main: bool,
     ) -> Result<GRef, gort_stack::StackError> {
@@ -522,7 +588,7 @@ impl Sched {
     fn new_g(
         &self,
         cur_m: *mut M,
-        f: Box<dyn FnOnce() + Send>,
+        f: crate::runtime::Entry,
         stack_size: Option<usize>,
     ) -> Result<GRef, gort_stack::StackError> {
         let size = stack_size.unwrap_or(self.default_stack_size);
@@ -724,6 +790,11 @@ impl Sched {
     /// hands it to the stop instead (Go's check of `gcwaiting` in handoffp
     /// and findRunnable): a P must never go idle unseen by a stop.
     fn pidle_put(&self, l: &mut Locked, p: *mut P) {
+        // Idle Ps carry no exits, so that checkdead (every P idle) sees an
+        // exact count. SAFETY: the caller owns p.
+        if self.flush_exits(unsafe { (*p).owned() }) {
+            self.finish(l);
+        }
         if self.stw_wait.load(Ordering::Acquire) {
             self.stw_stop_p(l, p);
             return;
@@ -1373,6 +1444,10 @@ impl Sched {
             let owned = unsafe { pr.owned() };
             owned.stacks.flush(&self.stacks);
             l.gfree.append(&mut owned.gfree);
+            // The caller is alive, so this cannot end the run.
+            if self.flush_exits(owned) {
+                self.finish(&mut l);
+            }
         }
         self.runq_len.store(l.runq.len(), Ordering::Release);
         self.nprocs.store(n, Ordering::Release);
@@ -1794,21 +1869,18 @@ impl Sched {
             mr.locked_ext.set(0);
             mr.exit_thread.set(true);
         }
-        // The main goroutine starts the shutdown before it stops counting:
-        // whichever exit brings the count to 0 must see `shutdown`, or
-        // nobody wakes `done` and run() waits forever. (Decrementing first
-        // let another goroutine's exit reach 0 between main's decrement and
-        // its begin_shutdown, seen as a rare hang at the end of a run.)
+        owned.exited += 1;
+        // The main goroutine starts the shutdown before its exit is
+        // subtracted (main's fix for a rare hang): whichever flush brings
+        // the count to 0 must see `shutdown`, or nobody wakes `done`.
         if is_main {
             self.set_ending(Ending::MainExited);
             self.begin_shutdown();
         }
-        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left == 0 && self.shutdown.load(Ordering::Acquire) {
-            self.finished.store(true, Ordering::Release);
-            self.sysmon_note.wake();
-            self.done.wake();
-            self.wake_all_idle();
+        if (owned.exited >= EXIT_BATCH || self.shutdown.load(Ordering::Acquire))
+            && self.flush_exits(owned)
+        {
+            self.finish(&mut self.lock());
         }
     }
 }
@@ -2004,9 +2076,10 @@ unsafe extern "C" fn goroutine_entry(arg: usize, g0: Context, m: usize) -> ! {
     unsafe {
         (*(m as *mut M)).g0.set(g0);
         let f = (*(*g).entry.get()).take().expect("goroutine without entry");
-        // The closure catches its own panics (see Runtime::spawn); anything
-        // escaping here would abort, being an extern "C" frame.
-        f();
+        // The closure catches its own panics (see Runtime::run and
+        // GoBuilder::spawn); anything escaping here would abort, being an
+        // extern "C" frame.
+        f.call();
         // Goroutine-local values are dropped here, on the goroutine's own
         // stack, where their destructors may still park.
         let locals = std::mem::take(&mut *(*g).locals.get());
