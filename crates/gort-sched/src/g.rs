@@ -6,7 +6,7 @@ use gort_stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// A goroutine's state (Go's `_Grunnable`, `_Grunning`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +106,12 @@ pub(crate) struct G {
     pub(crate) wait_reason: Cell<WaitReason>,
     /// Set at shutdown: the next (or current) park unwinds the goroutine.
     pub(crate) cancel: AtomicBool,
+    /// The one-shot of `park_with` (wake.rs): the number of the current
+    /// wait (a multiple of 4, counted over the G's whole life, across
+    /// reuse) plus its outcome in the low two bits. Only the goroutine
+    /// moves it to a new number; wakers CAS an outcome onto the number
+    /// they were given.
+    pub(crate) wait: AtomicU64,
     /// The runtime's main goroutine: its exit ends `run`.
     pub(crate) is_main: Cell<bool>,
     /// The M this goroutine is locked to (lock_os_thread), or null. Set and
@@ -137,6 +143,7 @@ impl G {
             sched,
             wait_reason: Cell::new(WaitReason::None),
             cancel: AtomicBool::new(false),
+            wait: AtomicU64::new(0),
             is_main: Cell::new(false),
             lockedm: Cell::new(std::ptr::null_mut()),
             unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),

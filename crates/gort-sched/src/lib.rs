@@ -38,4 +38,4 @@ pub use runtime::{
 };
 pub use sched::observe::{dump, dump_string, stats, Stats};
 pub use sched::MAX_PROCS;
-pub use wake::{park_with, sleep, Waker, Woke};
+pub use wake::{park_with, park_with_eager, sleep, Waker, Woke};

@@ -7,47 +7,65 @@
 //! channel needs (a sender skips a receiver whose timeout already fired)
 //! and what `select!` needs (one waker registered on several channels).
 
-use crate::g::{GRef, WaitReason};
+use crate::g::{GRef, WaitReason, G};
 use crate::runtime::{current, park};
 use crate::sched::Sched;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The outcome bits of a one-shot: a goroutine's `G::wait` word (whose
+/// other bits count its waits) or a thread's `Shared::state`.
 const WAITING: u8 = 0;
 const WOKEN: u8 = 1;
 const TIMED_OUT: u8 = 2;
-const OUTCOME: u8 = 3;
-/// Set by a parking goroutine as the last step of its park: only a wake
-/// that wins after this readies it. Before, the winner just records the
-/// outcome and the park, seeing it, does not sleep. So `register` may even
-/// wake its own waker (`select!` claiming itself) without the goroutine
-/// being made runnable twice.
-const PARKED: u8 = 4;
+const OUTCOME: u64 = 3;
+/// In `G::wait`: the goroutine is parked in this wait, and a winning wake
+/// readies it. Set from the start by an eager wait ([`park_with_eager`]),
+/// by the park's last step in a deferred one ([`park_with`]); a wake that
+/// wins before it only records its outcome, and the park, seeing it, does
+/// not sleep.
+const PARKED: u64 = 4;
+/// One wait of a goroutine to the next in `G::wait`.
+const GEN_STEP: u64 = 8;
 
-enum Target {
-    Goroutine(GRef),
-    Thread(std::thread::Thread),
-}
-
-/// Must hold: the outcome bits leave WAITING exactly once (CAS); a
-/// goroutine target is readied by the winner iff PARKED was set when it
-/// won; PARKED is set only by the goroutine's own park, by a CAS from
-/// exactly WAITING, as the park's last access to the goroutine's stack.
+/// A thread's one-shot (and the probe of a goroutine whose deadline has
+/// already passed, which has nobody to wake: `thread` None).
+///
+/// Must hold: `state` leaves WAITING exactly once (CAS).
 struct Shared {
     state: AtomicU8,
-    target: Target,
+    thread: Option<std::thread::Thread>,
 }
 
-/// Wakes one parked goroutine or thread, once. Cheap to clone; clones share
-/// the one-shot.
 #[derive(Clone)]
-pub struct Waker(Arc<Shared>);
+enum Target {
+    /// A goroutine's wait, identified by its number in `G::wait` (the
+    /// word while it waits, without PARKED).
+    Goroutine {
+        g: GRef,
+        word: u64,
+    },
+    Shared(Arc<Shared>),
+}
+
+/// Wakes one parked goroutine or thread, once. Cheap to clone (a
+/// goroutine's waker is two words, no allocation); clones share the
+/// one-shot.
+///
+/// A goroutine's one-shot lives in its G (`G::wait`): the number of its
+/// current wait, an outcome and the PARKED bit. A waker names one wait;
+/// `wake` is a CAS from exactly that wait with no outcome, so of all wakes
+/// and the deadline the first wins, and a waker of an earlier wait (kept
+/// by a channel queue or a timer after the wait ended) can never win
+/// again. The winner readies the goroutine iff PARKED was set when it won.
+#[derive(Clone)]
+pub struct Waker(Target);
 
 impl std::fmt::Debug for Waker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waker")
-            .field("state", &self.0.state.load(Ordering::Relaxed))
+            .field("waiting", &self.is_waiting())
             .finish()
     }
 }
@@ -61,6 +79,13 @@ pub enum Woke {
     TimedOut,
 }
 
+fn g_of(g: GRef) -> &'static G {
+    // SAFETY: Gs live as long as their runtime, which outlives every
+    // waker of its goroutines that can still win (a waker names one wait,
+    // and a runtime ends only when every wait has ended).
+    unsafe { &*g.as_ptr() }
+}
+
 impl Waker {
     /// Makes the waiter runnable, unless someone else (another `wake`, or
     /// the deadline) already did. Returns whether this call was the one.
@@ -70,7 +95,12 @@ impl Waker {
 
     /// Whether the waiter is still waiting (a snapshot).
     pub fn is_waiting(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) & OUTCOME == WAITING
+        match &self.0 {
+            Target::Goroutine { g, word } => {
+                g_of(*g).wait.load(Ordering::Acquire) & !PARKED == *word
+            }
+            Target::Shared(s) => s.state.load(Ordering::Acquire) == WAITING,
+        }
     }
 
     pub(crate) fn time_out(&self) -> bool {
@@ -78,46 +108,97 @@ impl Waker {
     }
 
     fn finish(&self, to: u8) -> bool {
-        let mut s = self.0.state.load(Ordering::Acquire);
-        loop {
-            if s & OUTCOME != WAITING {
-                return false;
-            }
-            match self.0.state.compare_exchange_weak(
-                s,
-                to | (s & PARKED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(cur) => s = cur,
-            }
-        }
-        match &self.0.target {
-            Target::Goroutine(g) => {
-                if s & PARKED != 0 {
+        match &self.0 {
+            Target::Goroutine { g, word } => {
+                let Some(was) = win(g_of(*g), *word, to) else {
+                    return false;
+                };
+                // PARKED: the goroutine is parked in this wait (it became
+                // Waiting before its unlock function published the waker,
+                // and a park is never called off once PARKED is set), and
+                // the winner is the one to ready it.
+                if was & PARKED != 0 {
                     crate::runtime::ready(*g);
                 }
+                true
             }
-            Target::Thread(t) => t.unpark(),
+            Target::Shared(s) => {
+                if s.state
+                    .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return false;
+                }
+                if let Some(t) = &s.thread {
+                    t.unpark();
+                }
+                true
+            }
         }
-        true
     }
 
-    /// The park's last step: from now on a winning wake readies us. False
-    /// if the wait already ended (then the park is called off).
-    fn mark_parked(&self) -> bool {
-        self.0
-            .state
-            .compare_exchange(WAITING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    /// Ends a wait whose waiter does not sleep (or no longer): true if this
+    /// call won, as a timeout; nobody is readied.
+    fn finish_quietly(&self) -> bool {
+        match &self.0 {
+            Target::Goroutine { g, word } => win(g_of(*g), *word, TIMED_OUT).is_some(),
+            Target::Shared(s) => s
+                .state
+                .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+        }
     }
 
     fn outcome(&self) -> Option<Woke> {
-        match self.0.state.load(Ordering::Acquire) & OUTCOME {
+        let bits = match &self.0 {
+            Target::Goroutine { g, .. } => (g_of(*g).wait.load(Ordering::Acquire) & OUTCOME) as u8,
+            Target::Shared(s) => s.state.load(Ordering::Acquire),
+        };
+        match bits {
             WOKEN => Some(Woke::Woken),
             TIMED_OUT => Some(Woke::TimedOut),
             _ => None,
+        }
+    }
+
+    /// A deferred park's last step: from now on a winning wake readies us.
+    /// False if the wait already ended (then the park is called off).
+    fn mark_parked(&self) -> bool {
+        match &self.0 {
+            Target::Goroutine { g, word } => g_of(*g)
+                .wait
+                .compare_exchange(*word, *word | PARKED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+            Target::Shared(_) => true,
+        }
+    }
+
+    fn shared(thread: Option<std::thread::Thread>) -> Waker {
+        Waker(Target::Shared(Arc::new(Shared {
+            state: AtomicU8::new(WAITING),
+            thread,
+        })))
+    }
+}
+
+/// Puts outcome `to` on wait `word` of `g` if it has none yet; the word
+/// before, or None if another wake (or an earlier wait's end) came first.
+fn win(g: &G, word: u64, to: u8) -> Option<u64> {
+    let mut cur = g.wait.load(Ordering::Acquire);
+    loop {
+        if cur & !PARKED != word {
+            return None;
+        }
+        // Release: what the waker wrote for the waiter (a channel entry)
+        // happens before the waiter sees the outcome.
+        match g.wait.compare_exchange_weak(
+            cur,
+            cur | u64::from(to),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Some(cur),
+            Err(c) => cur = c,
         }
     }
 }
@@ -132,6 +213,13 @@ impl Waker {
 /// publishing it if the condition is already met, and then `park_with`
 /// returns [`Woke::Woken`] at once.
 ///
+/// A wake that wins while `register` still runs (also one by `register`
+/// itself, as `select!` claims its own waker when an arm turns out ready
+/// mid-way) only records its outcome; the goroutine is readied only by a
+/// wake that wins after `register` returned. So `register` may publish the
+/// waker in several places and touch the goroutine's stack in between.
+/// That costs one more atomic step than [`park_with_eager`].
+///
 /// On a goroutine, during the runtime's shutdown the park unwinds instead
 /// (see [`park`]).
 pub fn park_with(
@@ -140,7 +228,23 @@ pub fn park_with(
     register: impl FnOnce(&Waker) -> bool,
 ) -> Woke {
     match current() {
-        Some(g) => park_goroutine(g, reason, deadline, register),
+        Some(g) => park_goroutine(g, reason, deadline, false, register),
+        None => park_thread(deadline, register),
+    }
+}
+
+/// [`park_with`] for a `register` that publishes the waker once, as its
+/// last access to anything on the waiting goroutine's stack (typically by
+/// queueing it under a lock and unlocking): a wake may then ready the
+/// goroutine at once, even before `register` returns. One atomic step
+/// less per wait than [`park_with`] (channel sends and receives, mutexes).
+pub fn park_with_eager(
+    reason: WaitReason,
+    deadline: Option<Instant>,
+    register: impl FnOnce(&Waker) -> bool,
+) -> Woke {
+    match current() {
+        Some(g) => park_goroutine(g, reason, deadline, true, register),
         None => park_thread(deadline, register),
     }
 }
@@ -149,19 +253,14 @@ fn park_goroutine(
     g: GRef,
     reason: WaitReason,
     deadline: Option<Instant>,
+    eager: bool,
     register: impl FnOnce(&Waker) -> bool,
 ) -> Woke {
-    let waker = Waker(Arc::new(Shared {
-        state: AtomicU8::new(WAITING),
-        target: Target::Goroutine(g),
-    }));
     if deadline.is_some_and(|d| d <= Instant::now()) {
-        // Already late: register nothing; a zero-length wait times out,
-        // unless the condition already holds.
-        let probe = Waker(Arc::new(Shared {
-            state: AtomicU8::new(WAITING),
-            target: Target::Goroutine(g),
-        }));
+        // Already late: nothing to sleep for; a zero-length wait times out,
+        // unless the condition already holds. The probe is a one-shot of
+        // its own, so that a wake winning it readies nobody.
+        let probe = Waker::shared(None);
         if !register(&probe) {
             return Woke::Woken;
         }
@@ -171,15 +270,26 @@ fn park_goroutine(
             Woke::Woken
         };
     }
+    let gr = g_of(g);
+    // A new wait: only the goroutine itself moves its word to a new
+    // number (wakers only add an outcome to the number they know), and a
+    // stale waker's CAS names an older number, so it fails from here on.
+    let word = (gr.wait.load(Ordering::Relaxed) | (GEN_STEP - 1)) + 1;
+    debug_assert_eq!(word % GEN_STEP, 0);
+    gr.wait
+        .store(if eager { word | PARKED } else { word }, Ordering::Release);
+    let waker = Waker(Target::Goroutine { g, word });
     // SAFETY: a running goroutine's Sched lives while it runs.
-    let sched: &Sched = unsafe { &*(*g.as_ptr()).sched };
-    // However the wait is left (also unwinding at shutdown), retire the
-    // waker, so that a late wake() or the timer cannot ready this goroutine
-    // after it has moved on.
+    let sched: &Sched = unsafe { &*gr.sched };
+    // However the wait is left (also unwinding at shutdown), end it, so
+    // that a late wake() or the timer cannot ready this goroutine after it
+    // has moved on.
     struct Retire<'a>(&'a Waker);
     impl Drop for Retire<'_> {
         fn drop(&mut self) {
-            let _ = self.0.finish_quietly();
+            if self.0.is_waiting() {
+                let _ = self.0.finish_quietly();
+            }
         }
     }
     let _retire = Retire(&waker);
@@ -196,20 +306,21 @@ fn park_goroutine(
         // Copies into this (g0) frame: the closure captures by reference.
         let deadline_copy: Option<Instant> = deadline;
         let sched_copy: &Sched = sched;
-        let timer_waker = deadline_copy.map(|_| waker.clone());
+        let eager_copy: bool = eager;
         let own_waker = waker.clone();
         if !register(&own_waker) {
             declined = true;
             return false;
         }
-        // Published, but nobody readies us before `mark_parked`: a wake or
-        // the timer that wins first only records its outcome. Only g0-local
-        // values from here on anyway.
-        if let (Some(d), Some(w)) = (deadline_copy, timer_waker) {
+        // Published: from here on only g0-local values. An eager park is
+        // never called off now: whoever wins the one-shot readies us.
+        let timer = deadline_copy.map(|d| (d, own_waker.clone()));
+        if let Some((d, w)) = timer {
             sched_copy.add_timer(d, w);
         }
-        // The last step: if the wait already ended, call the park off.
-        own_waker.mark_parked()
+        // A deferred park's last step: if the wait already ended, call the
+        // park off (nobody readies us: the winner saw no PARKED).
+        eager_copy || own_waker.mark_parked()
     });
     if declined {
         return Woke::Woken;
@@ -225,33 +336,8 @@ fn park_goroutine(
     }
 }
 
-impl Waker {
-    /// Times out a waker that was registered but whose waiter never slept:
-    /// true if the timeout won (no wake came in between).
-    fn finish_quietly(&self) -> bool {
-        let mut s = self.0.state.load(Ordering::Acquire);
-        loop {
-            if s & OUTCOME != WAITING {
-                return false;
-            }
-            match self.0.state.compare_exchange_weak(
-                s,
-                TIMED_OUT | (s & PARKED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(cur) => s = cur,
-            }
-        }
-    }
-}
-
 fn park_thread(deadline: Option<Instant>, register: impl FnOnce(&Waker) -> bool) -> Woke {
-    let waker = Waker(Arc::new(Shared {
-        state: AtomicU8::new(WAITING),
-        target: Target::Thread(std::thread::current()),
-    }));
+    let waker = Waker::shared(Some(std::thread::current()));
     if !register(&waker) {
         return Woke::Woken;
     }

@@ -12,8 +12,10 @@
 
 use crate::park::{wait, Signal};
 use gort_sched::{WaitReason, Woke};
+use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -237,37 +239,48 @@ pub(crate) enum State {
     Closed,
 }
 
-/// One parked send or receive: the value slot it exchanges through.
+/// One parked send or receive: the value slot it exchanges through. It
+/// lives in the parked operation's own frame (Go's sudog on the stack):
+/// no allocation per wait. Wait queues hold its address.
 ///
 /// Must hold (the one-shot protocol, docs/sync.md):
-/// - While the entry is in a wait queue, only a holder of the channel's
-///   lock changes it; it changes `state` from Pending (moving the value)
-///   only right before calling the waiter's `wake()`, and if that `wake()`
-///   loses, puts everything back (value and Pending) before unlocking.
+/// - While the entry is in a wait queue, or popped from one by a holder of
+///   the channel's lock, only that holder touches it; it changes `state`
+///   from Pending (moving the value) only right before calling the
+///   waiter's `wake()`, touches the entry no more once that `wake()` won,
+///   and if it lost, puts everything back (value and Pending) before
+///   unlocking.
 /// - So the waiter, once its park returns `Woken` for a one-channel
-///   operation, finds Done or Closed; and after it removes its entry under
-///   the lock (timeout, select, unwinding) it finds the entry as the last
-///   holder of the lock left it: Pending with its value back, or the
-///   completed state of the one wake that won.
+///   operation, finds Done or Closed and is the only one left to touch the
+///   entry; and after it removes its entry under the lock (timeout,
+///   select, unwinding) it finds the entry as the last holder of the lock
+///   left it: Pending with its value back, or the completed state of the
+///   one wake that won.
+/// - The frame holding the entry is left only after one of the two: a
+///   queued entry's address is never dangling.
 pub(crate) struct Entry<T> {
-    cell: Mutex<(State, Option<T>)>,
+    state: Cell<State>,
+    value: UnsafeCell<Option<T>>,
 }
 
 impl<T> Entry<T> {
-    pub(crate) fn new(value: Option<T>) -> Arc<Self> {
-        Arc::new(Entry {
-            cell: Mutex::new((State::Pending, value)),
-        })
-    }
-
-    fn cell(&self) -> MutexGuard<'_, (State, Option<T>)> {
-        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn new(value: Option<T>) -> Self {
+        Entry {
+            state: Cell::new(State::Pending),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// The state, and the value left in the entry, taken out.
-    pub(crate) fn finish(&self) -> (State, Option<T>) {
-        let mut c = self.cell();
-        (c.0, c.1.take())
+    ///
+    /// # Safety
+    /// Only by the waiter, once nobody else can reach the entry (see the
+    /// invariants). Entries are only ever shared (`&Entry`, or pointers
+    /// made from one), never `&mut`, while they may be queued: others
+    /// write into them through the queue's pointer.
+    pub(crate) unsafe fn finish(&self) -> (State, Option<T>) {
+        // SAFETY: nobody else touches the entry now (the caller's contract).
+        (self.state.get(), unsafe { (*self.value.get()).take() })
     }
 }
 
@@ -276,44 +289,70 @@ impl<T> Entry<T> {
 /// its own entries as a ready partner.
 pub(crate) struct Waiter<T> {
     waker: Signal,
-    entry: Arc<Entry<T>>,
+    entry: NonNull<Entry<T>>,
     owner: usize,
 }
+
+// SAFETY: a Waiter is reached only under its channel's lock (it lives in
+// the channel's queues, or is popped by a lock holder); its entry is then
+// touched only by that holder (Entry's invariants), which moves `T`s
+// between threads: hence `T: Send`.
+unsafe impl<T: Send> Send for Waiter<T> {}
 
 impl<T> Waiter<T> {
     /// Receiver side: the value goes into the entry, then the wake. Gives
     /// the value back if the wake lost (the waiter timed out, or its select
     /// was completed by another channel).
     fn deliver(&self, v: T) -> Result<(), T> {
-        *self.entry.cell() = (State::Done, Some(v));
+        let e = self.entry.as_ptr();
+        // SAFETY: we hold the channel lock and popped this waiter: the
+        // entry is ours until the wake below wins (Entry's invariants).
+        unsafe {
+            *(*e).value.get() = Some(v);
+            (*e).state.set(State::Done);
+        }
         if self.waker.wake() {
             return Ok(());
         }
-        let mut c = self.entry.cell();
-        c.0 = State::Pending;
-        Err(c.1.take().expect("an undone delivery keeps its value"))
+        // SAFETY: the wake lost: still ours.
+        unsafe {
+            (*e).state.set(State::Pending);
+            Err((*(*e).value.get())
+                .take()
+                .expect("an undone delivery keeps its value"))
+        }
     }
 
     /// Sender side: the value comes out of the entry before the wake, and
     /// goes back in if the wake lost.
     fn take(&self) -> Option<T> {
-        let v = {
-            let mut c = self.entry.cell();
-            c.0 = State::Done;
-            c.1.take().expect("a parked sender's entry holds its value")
+        let e = self.entry.as_ptr();
+        // SAFETY: as in deliver.
+        let v = unsafe {
+            (*e).state.set(State::Done);
+            (*(*e).value.get())
+                .take()
+                .expect("a parked sender's entry holds its value")
         };
         if self.waker.wake() {
             return Some(v);
         }
-        *self.entry.cell() = (State::Pending, Some(v));
+        // SAFETY: the wake lost: still ours.
+        unsafe {
+            *(*e).value.get() = Some(v);
+            (*e).state.set(State::Pending);
+        }
         None
     }
 
     /// The other side is gone: wake with Closed (undone if the wake lost).
     fn close(&self) {
-        self.entry.cell().0 = State::Closed;
+        let e = self.entry.as_ptr();
+        // SAFETY: as in deliver.
+        unsafe { (*e).state.set(State::Closed) };
         if !self.waker.wake() {
-            self.entry.cell().0 = State::Pending;
+            // SAFETY: the wake lost: still ours.
+            unsafe { (*e).state.set(State::Pending) };
         }
     }
 
@@ -423,11 +462,17 @@ impl<T> Chan<T> {
         !g.buf.is_empty() || g.tx_gone || g.sendq.iter().any(|w| w.is_partner_for(token))
     }
 
-    pub(crate) fn enqueue(
+    /// Queues a waiter for `entry`.
+    ///
+    /// # Safety
+    /// `entry` must stay where it is, and be touched by nobody but lock
+    /// holders, until it is out of the queue again: popped by a lock holder
+    /// whose wake won, or taken out by `dequeue` (Entry's invariants).
+    pub(crate) unsafe fn enqueue(
         g: &mut Inner<T>,
         dir: Dir,
         waker: &Signal,
-        entry: Arc<Entry<T>>,
+        entry: NonNull<Entry<T>>,
         owner: usize,
     ) {
         let w = Waiter {
@@ -443,12 +488,16 @@ impl<T> Chan<T> {
 
     /// Takes `entry` out of its queue if it is still there. The removed
     /// waiter is returned so that the caller drops it after unlocking.
-    pub(crate) fn dequeue(g: &mut Inner<T>, dir: Dir, entry: &Arc<Entry<T>>) -> Option<Waiter<T>> {
+    pub(crate) fn dequeue(
+        g: &mut Inner<T>,
+        dir: Dir,
+        entry: NonNull<Entry<T>>,
+    ) -> Option<Waiter<T>> {
         let q = match dir {
             Dir::Send => &mut g.sendq,
             Dir::Recv => &mut g.recvq,
         };
-        let i = q.iter().position(|w| Arc::ptr_eq(&w.entry, entry))?;
+        let i = q.iter().position(|w| w.entry == entry)?;
         q.remove(i)
     }
 }
@@ -458,7 +507,7 @@ impl<T> Chan<T> {
 /// shutdown.
 struct Registered<'a, T> {
     chan: &'a Chan<T>,
-    entry: Arc<Entry<T>>,
+    entry: NonNull<Entry<T>>,
     dir: Dir,
     armed: bool,
 }
@@ -467,7 +516,7 @@ impl<T> Drop for Registered<'_, T> {
     fn drop(&mut self) {
         if self.armed {
             let mut g = self.chan.lock();
-            let removed = Chan::dequeue(&mut g, self.dir, &self.entry);
+            let removed = Chan::dequeue(&mut g, self.dir, self.entry);
             drop(g);
             drop(removed);
         }
@@ -487,7 +536,7 @@ impl<T> Chan<T> {
             return Err(SendTimeoutError::Timeout(v));
         }
         let entry = Entry::new(Some(v));
-        let (state, value) = self.park(g, Dir::Send, WaitReason::ChanSend, deadline, entry);
+        let (state, value) = self.park(g, Dir::Send, WaitReason::ChanSend, deadline, &entry);
         match (state, value) {
             (State::Done, None) => Ok(()),
             (State::Closed, Some(v)) => Err(SendTimeoutError::Disconnected(v)),
@@ -507,7 +556,7 @@ impl<T> Chan<T> {
             return Err(RecvTimeoutError::Timeout);
         }
         let entry = Entry::new(None);
-        match self.park(g, Dir::Recv, WaitReason::ChanReceive, deadline, entry) {
+        match self.park(g, Dir::Recv, WaitReason::ChanReceive, deadline, &entry) {
             (State::Done, Some(v)) => Ok(v),
             (State::Closed, None) => Err(RecvTimeoutError::Disconnected),
             (State::Pending, None) => Err(RecvTimeoutError::Timeout),
@@ -525,16 +574,20 @@ impl<T> Chan<T> {
         dir: Dir,
         reason: WaitReason,
         deadline: Option<Instant>,
-        entry: Arc<Entry<T>>,
+        entry: &Entry<T>,
     ) -> (State, Option<T>) {
+        let ptr = NonNull::from(entry);
         let mut reg = Registered {
             chan: self,
-            entry: entry.clone(),
+            entry: ptr,
             dir,
             armed: true,
         };
         let woke = wait(reason, deadline, move |waker| {
-            Chan::enqueue(&mut g, dir, waker, entry, 0);
+            // SAFETY: the entry is in this frame, which `reg` keeps until
+            // the entry is out of the queue again (its Drop dequeues it
+            // under the lock, unless a winning wake popped it).
+            unsafe { Chan::enqueue(&mut g, dir, waker, ptr, 0) };
             drop(g);
             true
         });
@@ -543,11 +596,12 @@ impl<T> Chan<T> {
             // only other contender, the deadline, lost).
             reg.armed = false;
         }
-        let entry = reg.entry.clone();
         // Timed out: take the entry out under the lock. Anyone who popped it
         // first has put it back as it was (their wake lost).
         drop(reg);
-        entry.finish()
+        // SAFETY: out of the queue (popped by the winner, or dequeued
+        // above): nobody else reaches the entry any more.
+        unsafe { entry.finish() }
     }
 
     fn disconnect_senders(&self) {

@@ -8,7 +8,7 @@
 //! that, and retires a waker whose wait is left by unwinding, so the
 //! wrapper is all that is left.)
 
-use gort_sched::{park_with, WaitReason, Waker, Woke};
+use gort_sched::{park_with, park_with_eager, WaitReason, Waker, Woke};
 use std::time::Instant;
 
 /// Wakes one waiter once: of all `wake` calls (and a deadline), the first
@@ -29,12 +29,26 @@ impl Signal {
     }
 }
 
-/// `park_with`'s contract: `register(&signal)` runs once the waiter cannot
-/// miss a wakeup, publishes a clone and returns true, or returns false
-/// without publishing (then this returns `Woken` at once); publishing must
-/// be its last access to anything on the waiting goroutine's stack.
-/// `Woken` means a `wake` won; `TimedOut`, that the deadline did.
+/// `park_with_eager`'s contract: `register(&signal)` runs once the waiter
+/// cannot miss a wakeup, publishes a clone and returns true, or returns
+/// false without publishing (then this returns `Woken` at once);
+/// publishing (usually: unlocking the structure it queued the signal in)
+/// must be its last access to anything on the waiting goroutine's stack,
+/// since a wake may ready the goroutine at once. `Woken` means a `wake`
+/// won; `TimedOut`, that the deadline did.
 pub(crate) fn wait(
+    reason: WaitReason,
+    deadline: Option<Instant>,
+    register: impl FnOnce(&Signal) -> bool,
+) -> Woke {
+    park_with_eager(reason, deadline, |w| register(&Signal(w.clone())))
+}
+
+/// [`wait`] for a `register` that publishes the signal in several places
+/// (`select!`): `park_with`'s contract, where a wake that wins before
+/// `register` returns (also one by `register` itself) only records its
+/// outcome, and the goroutine is readied only after `register` returned.
+pub(crate) fn wait_deferred(
     reason: WaitReason,
     deadline: Option<Instant>,
     register: impl FnOnce(&Signal) -> bool,

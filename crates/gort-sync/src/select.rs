@@ -13,9 +13,9 @@
 use crate::chan::{
     Chan, Dir, Entry, Receiver, RecvError, SendError, Sender, State, TryRecvError, TrySendError,
 };
-use crate::park::{wait, Signal};
+use crate::park::{wait_deferred, Signal};
 use gort_sched::{WaitReason, Woke};
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 /// One arm of a select, type-erased (the macro's expansion builds them).
@@ -111,7 +111,9 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
             _ => {}
         }
         let mut regs = Regs { arms: &mut *arms };
-        let woke = wait(WaitReason::Select, deadline, |waker| {
+        // Deferred: registering touches the arms (on this goroutine's
+        // stack) after the first channel may already have woken us.
+        let woke = wait_deferred(WaitReason::Select, deadline, |waker| {
             for arm in regs.arms.iter_mut() {
                 if !arm.register(waker, token) {
                     // Ready after all: claim our own wake so no channel can
@@ -134,10 +136,32 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
     }
 }
 
+/// A select arm's entry, on the heap (see RecvArm's invariants).
+fn new_entry<T>(value: Option<T>) -> NonNull<Entry<T>> {
+    NonNull::from(Box::leak(Box::new(Entry::new(value))))
+}
+
+/// Frees an arm's entry, returning what it holds.
+///
+/// # Safety
+/// `e` came from `new_entry`, is out of every queue, and is not used again.
+unsafe fn free_entry<T>(e: NonNull<Entry<T>>) -> (State, Option<T>) {
+    // SAFETY: the caller's contract: ours alone, allocated by new_entry.
+    let e = unsafe { Box::from_raw(e.as_ptr()) };
+    // SAFETY: as above.
+    unsafe { e.finish() }
+}
+
 /// A `recv(rx) -> v` arm.
+///
+/// Must hold: `entry` is None or an entry allocated by `register` and
+/// queued on the channel, freed by `unregister` after taking it out of the
+/// queue (the Regs guard unregisters every arm, also when unwinding). It
+/// is on the heap, not in the arm, because the arm is borrowed `&mut`
+/// while channels write into a queued entry.
 pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
-    entry: Option<Arc<Entry<T>>>,
+    entry: Option<NonNull<Entry<T>>>,
     result: Option<Result<T, RecvError>>,
 }
 
@@ -181,8 +205,10 @@ impl<T> Arm for RecvArm<'_, T> {
         if chan.recv_ready(&g, token) {
             return false;
         }
-        let e = Entry::new(None);
-        Chan::enqueue(&mut g, Dir::Recv, waker, e.clone(), token);
+        let e = new_entry(None);
+        // SAFETY: the entry stays allocated until unregister has taken it
+        // out of the queue (see RecvArm's invariants).
+        unsafe { Chan::enqueue(&mut g, Dir::Recv, waker, e, token) };
         self.entry = Some(e);
         true
     }
@@ -193,10 +219,11 @@ impl<T> Arm for RecvArm<'_, T> {
         };
         let chan = self.chan();
         let mut g = chan.lock();
-        let removed = Chan::dequeue(&mut g, Dir::Recv, &e);
+        let removed = Chan::dequeue(&mut g, Dir::Recv, e);
         drop(g);
         drop(removed);
-        match e.finish() {
+        // SAFETY: out of the queue: ours alone again.
+        match unsafe { free_entry(e) } {
             (State::Done, Some(v)) => self.result = Some(Ok(v)),
             (State::Closed, _) => self.result = Some(Err(RecvError)),
             _ => return false,
@@ -206,10 +233,12 @@ impl<T> Arm for RecvArm<'_, T> {
 }
 
 /// A `send(tx, value) -> res` arm.
+///
+/// Must hold: as RecvArm's; while registered, the value is in `entry`.
 pub struct SendArm<'a, T> {
     tx: &'a Sender<T>,
     value: Option<T>,
-    entry: Option<Arc<Entry<T>>>,
+    entry: Option<NonNull<Entry<T>>>,
     result: Option<Result<(), SendError<T>>>,
 }
 
@@ -260,8 +289,9 @@ impl<T> Arm for SendArm<'_, T> {
         if chan.send_ready(&g, token) {
             return false;
         }
-        let e = Entry::new(self.value.take());
-        Chan::enqueue(&mut g, Dir::Send, waker, e.clone(), token);
+        let e = new_entry(self.value.take());
+        // SAFETY: as in RecvArm::register.
+        unsafe { Chan::enqueue(&mut g, Dir::Send, waker, e, token) };
         self.entry = Some(e);
         true
     }
@@ -272,10 +302,11 @@ impl<T> Arm for SendArm<'_, T> {
         };
         let chan = self.chan();
         let mut g = chan.lock();
-        let removed = Chan::dequeue(&mut g, Dir::Send, &e);
+        let removed = Chan::dequeue(&mut g, Dir::Send, e);
         drop(g);
         drop(removed);
-        match e.finish() {
+        // SAFETY: out of the queue: ours alone again.
+        match unsafe { free_entry(e) } {
             (State::Done, _) => self.result = Some(Ok(())),
             (State::Closed, v) => {
                 self.result = Some(Err(SendError(v.expect("a closed send keeps its value"))))
