@@ -27,7 +27,9 @@ pub const LOCAL_QUEUE_LEN: usize = 256;
 ///   hold the queued items, in FIFO order; the owner writes a slot only
 ///   after observing (acquire) that `head` has moved past its old content.
 /// - `runnext`, when non-null, holds one more item that the owner runs
-///   before the ring (it inherits the current time slice in Go).
+///   before the ring (it inherits the current time slice in Go). Only the
+///   owner makes it non-null; others only CAS a non-null value to null (so
+///   the owner may fill an empty one with a plain store).
 pub struct LocalQueue<T, const N: usize = LOCAL_QUEUE_LEN> {
     head: AtomicU32,
     tail: AtomicU32,
@@ -229,6 +231,14 @@ impl<T, const N: usize> Owner<'_, T, N> {
     pub fn push(&self, item: NonNull<T>, next: bool) -> Result<(), Overflow<T, N>> {
         let mut item = item.as_ptr();
         if next {
+            // Only the owner makes runnext non-null, and stealers only CAS
+            // a non-null one to null: an empty runnext stays empty until we
+            // fill it, so a release store does (no read-modify-write on the
+            // common path; Go's runqput CASes, one more locked step).
+            if self.q.runnext.load(Ordering::Relaxed).is_null() {
+                self.q.runnext.store(item, Ordering::Release);
+                return Ok(());
+            }
             let old = self.q.runnext.swap(item, Ordering::AcqRel);
             if old.is_null() {
                 return Ok(());
@@ -274,6 +284,36 @@ impl<T, const N: usize> Owner<'_, T, N> {
         }
         items.push(item);
         Some(Overflow { items })
+    }
+
+    /// Takes the item in `runnext`, if any (and no stealer takes it first).
+    pub fn pop_runnext(&self) -> Option<NonNull<T>> {
+        let next = self.q.runnext.load(Ordering::Relaxed);
+        // Only the owner sets runnext to non-null, so a null read here is
+        // exact; a stealer may still race us for a non-null one.
+        if next.is_null()
+            || self
+                .q
+                .runnext
+                .compare_exchange(next, ptr::null_mut(), Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        NonNull::new(next)
+    }
+
+    /// [`pop_runnext`](Self::pop_runnext) without the CAS, for an owner
+    /// that knows nobody can steal now.
+    ///
+    /// # Safety
+    /// No stealer may touch this queue for the duration of the call (the
+    /// scheduler: its P is the only one, and the count of Ps cannot change
+    /// while it holds it).
+    pub unsafe fn pop_runnext_unshared(&self) -> Option<NonNull<T>> {
+        let next = NonNull::new(self.q.runnext.load(Ordering::Acquire))?;
+        self.q.runnext.store(ptr::null_mut(), Ordering::Relaxed);
+        Some(next)
     }
 
     /// Takes the next item (Go's `runqget`): `runnext` first, then the ring
