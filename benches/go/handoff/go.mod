@@ -1,0 +1,3 @@
+module gort/benches/handoff
+
+go 1.23
