@@ -3,12 +3,17 @@
 
 use crate::g::{GRef, WaitReason, G};
 use crate::note::Note;
-use crate::sched::{current_g, switch_to_g0, Config, Ending, Request, Sched, MAX_PROCS};
+use crate::sched::{
+    current_g, switch_to_g0, Config, Ending, Request, Sched, CELL_LAYOUT, MAX_PROCS,
+};
 use gort_stack::{StackConfig, StackPool};
 use gort_unwind::Panic;
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::resume_unwind;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -701,37 +706,126 @@ impl<T> JoinInner<T> {
     }
 }
 
-/// A goroutine's one allocation: its closure, then its join state and
-/// result (tokio's task cell). The goroutine's entry and the JoinHandle
-/// each hold a reference.
+/// The head of every task cell (see `Task`).
+///
+/// Must hold: `refs` counts the live references (the goroutine's entry
+/// and the JoinHandle: 2 at first); whoever takes it to zero calls
+/// `destroy` once, after an acquire fence, and nobody touches the cell
+/// after.
+#[repr(C)]
+struct TaskHeader {
+    refs: AtomicUsize,
+    /// Drops the cell's contents and frees it.
+    destroy: unsafe fn(NonNull<TaskHeader>),
+}
+
+/// A goroutine's task cell: its closure, then its join state and result
+/// (tokio's task cell). One block per goroutine, and for small closures
+/// and results a block from the P's cache of task cells
+/// (`Sched::cell_alloc`): no allocator call in the steady state.
 ///
 /// Must hold: `f` is taken once, by the goroutine, before anything else of
-/// the goroutine runs; nobody else touches it.
+/// the goroutine runs; nobody else touches it. `header` and `join` come
+/// first (repr(C)), so `TaskPrefix<T>` finds the join state without
+/// knowing `F`.
+#[repr(C)]
 struct Task<F, T> {
+    header: TaskHeader,
     join: JoinInner<T>,
     f: UnsafeCell<Option<F>>,
 }
 
-// SAFETY: `f` is only touched by the goroutine (see the invariants); the
-// join state is Sync for Send results.
-unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
-// SAFETY: as above.
-unsafe impl<F: Send, T: Send> Send for Task<F, T> {}
-
-/// The JoinHandle's view of a task cell, without the closure's type.
-trait Joinable<T>: Send + Sync {
-    fn join_inner(&self) -> &JoinInner<T>;
+/// The part of a `Task<F, T>` the JoinHandle sees: the same first two
+/// fields at the same offsets.
+#[repr(C)]
+struct TaskPrefix<T> {
+    header: TaskHeader,
+    join: JoinInner<T>,
 }
 
-impl<F: Send, T: Send> Joinable<T> for Task<F, T> {
-    fn join_inner(&self) -> &JoinInner<T> {
-        &self.join
+/// Whether a task cell of `layout` fits a cached cell.
+fn fits_cell(layout: Layout) -> bool {
+    layout.size() <= CELL_LAYOUT.size() && layout.align() <= CELL_LAYOUT.align()
+}
+
+/// A new task cell for `f`, with two references.
+fn new_task<F, T>(sched: &Sched, f: F) -> NonNull<Task<F, T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    unsafe fn destroy<F, T>(h: NonNull<TaskHeader>) {
+        let task = h.cast::<Task<F, T>>().as_ptr();
+        // SAFETY: the last reference is gone (TaskHeader's invariants):
+        // the cell is ours to drop and free, with the layout it was made
+        // with.
+        unsafe {
+            std::ptr::drop_in_place(task);
+            free_cell(task.cast(), Layout::new::<Task<F, T>>());
+        }
+    }
+    let layout = Layout::new::<Task<F, T>>();
+    let block = if fits_cell(layout) {
+        sched.cell_alloc()
+    } else {
+        // SAFETY: the layout is not zero-sized (it holds a header).
+        unsafe { std::alloc::alloc(layout) }
+    };
+    let Some(block) = NonNull::new(block.cast::<Task<F, T>>()) else {
+        std::alloc::handle_alloc_error(layout)
+    };
+    // SAFETY: a fresh block big and aligned enough for Task<F, T>.
+    unsafe {
+        block.as_ptr().write(Task {
+            header: TaskHeader {
+                refs: AtomicUsize::new(2),
+                destroy: destroy::<F, T>,
+            },
+            join: JoinInner::new(),
+            f: UnsafeCell::new(Some(f)),
+        });
+    }
+    block
+}
+
+/// Frees a task cell's block.
+///
+/// # Safety
+/// `block` was made by `new_task` with `layout` and is not used again.
+unsafe fn free_cell(block: *mut u8, layout: Layout) {
+    if !fits_cell(layout) {
+        // SAFETY: allocated with this layout by the global allocator.
+        unsafe { std::alloc::dealloc(block, layout) };
+        return;
+    }
+    let g = current_g();
+    if g.is_null() {
+        // SAFETY: a CELL_LAYOUT block of the global allocator.
+        unsafe { std::alloc::dealloc(block, CELL_LAYOUT) };
+    } else {
+        // SAFETY: as above; the running goroutine's runtime keeps it.
+        unsafe { sched_of(g).cell_free(block) };
+    }
+}
+
+/// Drops one reference to a task cell.
+///
+/// # Safety
+/// The caller owns one of the cell's references and does not use it again.
+unsafe fn release_task(h: NonNull<TaskHeader>) {
+    // SAFETY: the caller's reference keeps the cell alive until here.
+    let refs = unsafe { &(*h.as_ptr()).refs };
+    if refs.fetch_sub(1, Ordering::Release) == 1 {
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: the last reference: nobody else touches the cell.
+        unsafe { ((*h.as_ptr()).destroy)(h) };
     }
 }
 
 /// The entry of a goroutine made by `go`: runs the closure from the task
-/// cell and completes the join state with its value or panic.
-fn task_entry<F, T>(task: Arc<Task<F, T>>) -> Entry
+/// cell and completes the join state with its value or panic. Holds one
+/// of the cell's references.
+fn task_entry<F, T>(task: NonNull<Task<F, T>>) -> Entry
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -741,37 +835,52 @@ where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // SAFETY: data is the entry's reference, made by into_raw below.
-        let task = unsafe { Arc::from_raw(data.cast::<Task<F, T>>().cast_const()) };
-        // SAFETY: the goroutine is the only one to touch `f`, once.
-        let f = unsafe { (*task.f.get()).take() }.expect("goroutine closure taken twice");
+        let h = NonNull::new(data.cast::<TaskHeader>()).expect("task entry");
+        let task = h.cast::<Task<F, T>>().as_ptr();
+        // SAFETY: the entry's reference keeps the cell alive; the goroutine
+        // is the only one to touch `f`, once.
+        let f = unsafe { (*(*task).f.get()).take() }.expect("goroutine closure taken twice");
         // Quiet: the panic goes to the JoinHandle; it is printed only if
         // nobody can join it any more (see report_unjoined_panic).
         let r = gort_unwind::catch(true, f).map_err(|mut p| {
             p.set_goroutine(current().map(GRef::id));
             p
         });
-        task.join.complete(r);
+        // SAFETY: as above; then the entry's reference is given up.
+        unsafe {
+            (*task).join.complete(r);
+            release_task(h);
+        }
     }
-    unsafe fn drop<F, T>(data: *mut ()) {
-        // SAFETY: data is the entry's reference, made by into_raw below.
-        std::mem::drop(unsafe { Arc::from_raw(data.cast::<Task<F, T>>().cast_const()) });
+    unsafe fn drop(data: *mut ()) {
+        // SAFETY: the entry's reference, given up without running.
+        unsafe { release_task(NonNull::new_unchecked(data.cast())) };
     }
     Entry {
-        data: Arc::into_raw(task).cast_mut().cast(),
+        data: task.as_ptr().cast(),
         vtable: &EntryVTable {
             run: run::<F, T>,
-            drop: drop::<F, T>,
+            drop,
         },
     }
 }
 
 /// An owned permission to wait for a goroutine and take its result, like
 /// `std::thread::JoinHandle`.
+///
+/// Must hold: `task` is a reference to a `Task<_, T>` cell (released on
+/// drop).
 pub struct JoinHandle<T> {
-    task: Arc<dyn Joinable<T>>,
+    task: NonNull<TaskHeader>,
     id: u64,
+    _result: PhantomData<T>,
 }
+
+// SAFETY: the handle only reaches the join state, which moves a `T: Send`
+// result between threads through its release/acquire protocol.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: as above; shared access is atomics only (`is_finished`, `id`).
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -783,7 +892,9 @@ impl<T> fmt::Debug for JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     fn inner(&self) -> &JoinInner<T> {
-        self.task.join_inner()
+        // SAFETY: our reference keeps the cell alive; its first fields are
+        // laid out as TaskPrefix<T> (Task's invariants).
+        unsafe { &(*self.task.as_ptr().cast::<TaskPrefix<T>>()).join }
     }
 
     /// The goroutine's id.
@@ -858,6 +969,8 @@ impl<T> Drop for JoinHandle<T> {
         if inner.state.load(Ordering::SeqCst) == DONE {
             inner.report_unjoined_panic();
         }
+        // SAFETY: the handle's reference, not used again.
+        unsafe { release_task(self.task) };
     }
 }
 
@@ -903,17 +1016,18 @@ impl GoBuilder {
                 )));
             }
         }
-        let task = Arc::new(Task {
-            join: JoinInner::new(),
-            f: UnsafeCell::new(Some(f)),
-        });
+        let task = new_task(sched, f);
+        // Made first, so that a failed spawn releases its reference too.
+        let mut handle = JoinHandle {
+            task: task.cast(),
+            id: 0,
+            _result: PhantomData,
+        };
         let gref = sched
-            .spawn(task_entry(task.clone()), self.stack_size, false)
+            .spawn(task_entry(task), self.stack_size, false)
             .map_err(|e| Error::Resource(e.to_string()))?;
-        Ok(JoinHandle {
-            task,
-            id: gref.id(),
-        })
+        handle.id = gref.id();
+        Ok(handle)
     }
 }
 

@@ -74,6 +74,8 @@ struct POwned {
     /// Goroutines that exited on this P and are still counted in
     /// `Sched::ngoroutines` (see `flush_exits`).
     exited: usize,
+    /// Free task cells (`CELL_LAYOUT` blocks, see `cell_alloc`).
+    cells: Vec<*mut u8>,
 }
 
 impl P {
@@ -88,6 +90,7 @@ impl P {
                 gfree: Vec::new(),
                 stacks: StackCache::new(),
                 exited: 0,
+                cells: Vec::new(),
             }),
         })
     }
@@ -100,6 +103,20 @@ const GFREE_BATCH: usize = 32;
 
 /// Exits a P counts before it subtracts them from `Sched::ngoroutines`.
 const EXIT_BATCH: usize = 32;
+
+/// The blocks of the task-cell cache: every goroutine made by `go` whose
+/// closure and result are small takes one (runtime.rs). They are plain
+/// global-allocator blocks of this layout, so any of them may be freed
+/// with `dealloc` and any P may keep them.
+pub(crate) const CELL_LAYOUT: std::alloc::Layout =
+    match std::alloc::Layout::from_size_align(128, 16) {
+        Ok(l) => l,
+        Err(_) => panic!("cell layout"),
+    };
+/// Free cells a P keeps before moving a batch to the global list, and the
+/// batch size both ways (as for dead Gs).
+const CELLS_LOCAL_MAX: usize = 64;
+const CELLS_BATCH: usize = 32;
 
 /// Pads a value to its own cache line (two lines: adjacent-line prefetch
 /// on x86_64), so that a counter written by one M does not slow down
@@ -253,6 +270,8 @@ struct Locked {
     mcount: usize,
     /// Dead Gs beyond the per-P caches.
     gfree: Vec<*mut G>,
+    /// Free task cells beyond the per-P caches.
+    cells: Vec<*mut u8>,
     /// Threads of the Ms this runtime started (not M0), joined at the end.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Ms parked in `stop_locked_m`, waiting for their locked goroutine
@@ -440,6 +459,7 @@ impl Sched {
                 pidle: Vec::new(),
                 mcount: 0,
                 gfree: Vec::new(),
+                cells: Vec::new(),
                 threads: Vec::new(),
                 nmidlelocked: 0,
                 stw_stopped: Vec::new(),
@@ -510,6 +530,64 @@ impl Sched {
             }
         }
         self.ngoroutines.load(Ordering::Acquire)
+    }
+
+    /// A `CELL_LAYOUT` block for a task cell: from the current P's cache
+    /// (refilled from the global list 32 at a time), else from the global
+    /// allocator. No allocation, no lock in the steady state of a program
+    /// that spawns and joins: the joiner's P gets back the cells its spawns
+    /// took. Null if the allocator fails.
+    pub(crate) fn cell_alloc(&self) -> *mut u8 {
+        if let Some(owned) = self.current_p_owned() {
+            if owned.cells.is_empty() {
+                let mut l = self.lock();
+                let n = l.cells.len().min(CELLS_BATCH);
+                let at = l.cells.len() - n;
+                owned.cells.extend(l.cells.drain(at..));
+            }
+            if let Some(c) = owned.cells.pop() {
+                return c;
+            }
+        }
+        // SAFETY: CELL_LAYOUT has a non-zero size.
+        unsafe { std::alloc::alloc(CELL_LAYOUT) }
+    }
+
+    /// Gives back a block from `cell_alloc` (of any runtime: they are all
+    /// global-allocator blocks of `CELL_LAYOUT`).
+    ///
+    /// # Safety
+    /// `cell` is a `CELL_LAYOUT` block from the global allocator, not used
+    /// again by the caller.
+    pub(crate) unsafe fn cell_free(&self, cell: *mut u8) {
+        if let Some(owned) = self.current_p_owned() {
+            owned.cells.push(cell);
+            if owned.cells.len() >= CELLS_LOCAL_MAX {
+                let at = owned.cells.len() - CELLS_BATCH;
+                self.lock().cells.extend(owned.cells.drain(at..));
+            }
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { std::alloc::dealloc(cell, CELL_LAYOUT) }
+    }
+
+    /// The caches of the P held by this thread's M, when this thread is an
+    /// M of this runtime holding one (not in a syscall).
+    #[allow(clippy::mut_from_ref)]
+    fn current_p_owned(&self) -> Option<&mut POwned> {
+        let m = current_m_of(self);
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: m is this thread's M.
+        let p = unsafe { (*m).p.get() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: our M holds p; the reference is used only within the
+        // caller, on this thread, without a switch in between.
+        Some(unsafe { (*p).owned() })
     }
 
     /// Subtracts the exits counted on a P from `ngoroutines`. True if that
@@ -1444,6 +1522,7 @@ impl Sched {
             let owned = unsafe { pr.owned() };
             owned.stacks.flush(&self.stacks);
             l.gfree.append(&mut owned.gfree);
+            l.cells.append(&mut owned.cells);
             // The caller is alive, so this cannot end the run.
             if self.flush_exits(owned) {
                 self.finish(&mut l);
@@ -2072,6 +2151,23 @@ impl Sched {
                 x + usize::from(m.extra),
             )
         })
+    }
+}
+
+impl Drop for Sched {
+    fn drop(&mut self) {
+        // Every M has stopped: the caches of free task cells go back to
+        // the allocator.
+        let l = self.lock.get_mut().unwrap_or_else(|e| e.into_inner());
+        let pstore = self.pstore.get_mut().unwrap_or_else(|e| e.into_inner());
+        let per_p = pstore
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.owned.get_mut().cells));
+        for cell in std::mem::take(&mut l.cells).into_iter().chain(per_p) {
+            // SAFETY: cached cells are unused CELL_LAYOUT blocks of the
+            // global allocator.
+            unsafe { std::alloc::dealloc(cell, CELL_LAYOUT) };
+        }
     }
 }
 

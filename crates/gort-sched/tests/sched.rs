@@ -171,6 +171,65 @@ fn park_and_ready_hand_a_token_around_a_ring() {
     }
 }
 
+/// Counts its drops.
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn closures_and_results_of_any_size_are_delivered_and_dropped_once() {
+    // Small ones live in the P's cached task cells, big ones (beyond a
+    // cell) in their own allocation; handles may be dropped unjoined,
+    // joined on another P, or outlive the runtime.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let leftover = rt(2)
+        .run(move || {
+            let mut kept = Vec::new();
+            for i in 0..2_000u64 {
+                let big = [i; 64]; // 512 bytes: not a cached cell
+                let (c1, c2) = (Counted(d.clone()), Counted(d.clone()));
+                let small = go(move || {
+                    drop(c1);
+                    i
+                });
+                let large = go(move || (big, c2));
+                match i % 3 {
+                    0 => {
+                        assert_eq!(small.join().unwrap(), i);
+                        let (arr, c) = large.join().unwrap();
+                        assert_eq!(arr, [i; 64]);
+                        drop(c);
+                    }
+                    1 => drop((small, large)),
+                    _ => kept.push((small, large)),
+                }
+            }
+            // Let the unjoined ones finish before the runtime ends.
+            while num_goroutines() > 1 {
+                yield_now();
+            }
+            kept
+        })
+        .unwrap();
+    // Handles that outlive their runtime still hold their results.
+    for (small, large) in leftover {
+        assert!(small.is_finished() && large.is_finished());
+        let v = small.join().unwrap();
+        let (arr, c) = large.join().unwrap();
+        assert_eq!(arr, [v; 64]);
+        drop(c);
+    }
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        4_000,
+        "every capture dropped once"
+    );
+}
+
 #[test]
 fn a_goroutine_panic_goes_to_its_join_handle() {
     let (msg, goroutine, file, spawned) = rt(2)
