@@ -84,7 +84,8 @@ impl fmt::Display for WaitReason {
 ///   while its runtime lives; dead Gs are reused, so a `*mut G` stays valid.
 /// - `ctx` holds the suspended goroutine whenever it is not `Running`
 ///   (written by the g0 that switched away from it, before anything can make
-///   it runnable again); it is empty while it runs.
+///   it runnable again); it is empty while it runs, and empty for a
+///   goroutine that has not run yet (`execute` makes its first frame).
 /// - `entry`, `stack` and `ctx` are touched only by the M that owns the G at
 ///   that moment: the one running it, or the one that took it off a queue.
 /// - `m` is the M running the goroutine (set by `execute` before each

@@ -71,9 +71,13 @@ struct POwned {
     schedtick: u32,
     gfree: Vec<*mut G>,
     stacks: StackCache,
-    /// Goroutines that exited on this P and are still counted in
-    /// `Sched::ngoroutines` (see `flush_exits`).
-    exited: usize,
+    /// Counts this P holds in `Sched::ngoroutines` beyond live goroutines
+    /// (`count_spawn`, `flush_credit`).
+    credit: usize,
+    /// Goroutine ids this P may hand out: `goid_next..goid_end` (Go's
+    /// `p.goidcache`), taken from `Sched::goid` a batch at a time.
+    goid_next: u64,
+    goid_end: u64,
     /// Free task cells (`CELL_LAYOUT` blocks, see `cell_alloc`).
     cells: Vec<*mut u8>,
 }
@@ -89,7 +93,9 @@ impl P {
                 schedtick: 0,
                 gfree: Vec::new(),
                 stacks: StackCache::new(),
-                exited: 0,
+                credit: 0,
+                goid_next: 0,
+                goid_end: 0,
                 cells: Vec::new(),
             }),
         })
@@ -101,8 +107,11 @@ impl P {
 const GFREE_LOCAL_MAX: usize = 64;
 const GFREE_BATCH: usize = 32;
 
-/// Exits a P counts before it subtracts them from `Sched::ngoroutines`.
-const EXIT_BATCH: usize = 32;
+/// Counts a P reserves in `Sched::ngoroutines` at a time (and keeps when it
+/// gives some back).
+const COUNT_BATCH: usize = 32;
+/// Goroutine ids a P takes at a time (Go's `_GoidCacheBatch`).
+const GOID_BATCH: u64 = 16;
 
 /// The blocks of the task-cell cache: every goroutine made by `go` whose
 /// closure and result are small takes one (runtime.rs). They are plain
@@ -370,14 +379,16 @@ pub(crate) struct Sched {
     nmspinning: AtomicUsize,
     runq_len: AtomicUsize,
     goid: AtomicU64,
-    /// Live goroutines, except that exits are subtracted in batches
-    /// (`POwned::exited`, `flush_exits`): a spawn adds at once, so the
-    /// count never falls below the truth, and a zero is exact. Every P
-    /// flushes its exits before it goes idle and, once shutdown began, at
-    /// every exit; so with every P idle (checkdead) the count is exact, and
-    /// the exit that brings it to zero in a shutdown ends the run. The
-    /// spawning M and the Ms that run the goroutines used to bounce this
-    /// line at every spawn and every exit: it has a line of its own.
+    /// Live goroutines plus every P's `credit`: a P reserves counts in
+    /// batches and spends one per spawn, and an exit gives one back to its
+    /// P, so this never falls below the truth and a zero is exact. Every P
+    /// gives all its credit back before it goes idle and, once shutdown
+    /// began, at every exit; so with every P idle (checkdead) the count is
+    /// exact, and the exit that brings it to zero in a shutdown ends the
+    /// run. The spawning M and the Ms that run the goroutines used to
+    /// bounce this line with a locked add at every spawn and every exit
+    /// (which also waited for the spawn's cache-missing stores): now it is
+    /// touched once per batch, on a line of its own.
     ngoroutines: CachePadded<AtomicUsize>,
     shutdown: AtomicBool,
     ending: Mutex<Option<Ending>>,
@@ -590,16 +601,63 @@ impl Sched {
         Some(unsafe { (*p).owned() })
     }
 
-    /// Subtracts the exits counted on a P from `ngoroutines`. True if that
-    /// brought it to zero during shutdown: the run is over, and the caller
-    /// must call `finish` (with the lock; not held here).
+    /// Gives a P's credit back to `ngoroutines`. True if that brought it
+    /// to zero during shutdown: the run is over, and the caller must call
+    /// `finish` (with the lock; not held here).
     fn flush_exits(&self, owned: &mut POwned) -> bool {
-        let n = std::mem::take(&mut owned.exited);
-        if n == 0 {
+        self.flush_credit(owned, 0)
+    }
+
+    /// Gives back all of a P's credit but `keep`; see `flush_exits`.
+    fn flush_credit(&self, owned: &mut POwned, keep: usize) -> bool {
+        if owned.credit <= keep {
             return false;
         }
+        let n = owned.credit - keep;
+        owned.credit = keep;
         let left = self.ngoroutines.fetch_sub(n, Ordering::AcqRel) - n;
         left == 0 && self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Counts a new goroutine in `ngoroutines`: from the P's credit, which
+    /// is topped up a batch at a time.
+    fn count_spawn(&self, cur_m: *mut M) {
+        let p = if cur_m.is_null() {
+            ptr::null_mut()
+        } else {
+            // SAFETY: cur_m is this thread's M.
+            unsafe { (*cur_m).p.get() }
+        };
+        if p.is_null() {
+            self.ngoroutines.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        // SAFETY: our M holds p.
+        let owned = unsafe { (*p).owned() };
+        if owned.credit == 0 {
+            self.ngoroutines.fetch_add(COUNT_BATCH, Ordering::AcqRel);
+            owned.credit = COUNT_BATCH;
+        }
+        owned.credit -= 1;
+    }
+
+    /// A new goroutine id: from the P's batch when there is a P (ids are
+    /// unique and increase on each P, as Go's), else from the global
+    /// counter (the main goroutine: 1).
+    fn next_goid(&self, p: *mut P) -> u64 {
+        if p.is_null() {
+            return self.goid.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        // SAFETY: our M holds p.
+        let owned = unsafe { (*p).owned() };
+        if owned.goid_next == owned.goid_end {
+            let first = self.goid.fetch_add(GOID_BATCH, Ordering::Relaxed) + 1;
+            owned.goid_next = first;
+            owned.goid_end = first + GOID_BATCH;
+        }
+        let id = owned.goid_next;
+        owned.goid_next += 1;
+        id
     }
 
     /// The last goroutine of a shutdown is gone: stop sysmon, wake M0's
@@ -658,7 +716,7 @@ impl Sched {
         let g = self.new_g(cur_m, f, stack_size)?;
         // SAFETY: g was just made and is owned by us.
         unsafe { (*g.as_ptr()).is_main.set(is_main) };
-        self.ngoroutines.fetch_add(1, Ordering::AcqRel);
+        self.count_spawn(cur_m);
         self.make_runnable(cur_m, g, true);
         Ok(g)
     }
@@ -725,8 +783,8 @@ impl Sched {
             };
             *stack_slot = Some(stack);
         }
-        let top = stack_slot.as_ref().expect("set above").top();
-        gr.id.set(self.goid.fetch_add(1, Ordering::Relaxed) + 1);
+        debug_assert!(stack_slot.is_some());
+        gr.id.set(self.next_goid(p));
         gr.cancel.store(false, Ordering::Relaxed);
         gr.wait_reason.set(WaitReason::None);
         // SAFETY: exclusively ours (dead G).
@@ -739,7 +797,10 @@ impl Sched {
         // SAFETY: exclusively ours (dead G).
         unsafe { *gr.entry.get() = Some(f) };
         // SAFETY: the stack is owned by the G and outlives the context.
-        unsafe { *gr.ctx.get() = gort_arch::init(top, goroutine_entry, g as usize) };
+        // No first frame yet: `execute` writes it on the M that runs the
+        // goroutine (see `first_context`). Writing it here made the
+        // spawner miss on a stack line last written by another M.
+        unsafe { *gr.ctx.get() = Context::empty() };
         gr.set_status(Status::Runnable);
         // SAFETY: g is non-null.
         Ok(GRef(unsafe { NonNull::new_unchecked(g) }))
@@ -1866,7 +1927,13 @@ impl Sched {
             // SAFETY: a runnable G's ctx holds its suspended context; the
             // switch hands g0's context to the goroutine, which keeps it in
             // `m.g0`.
-            let (gctx, req) = unsafe { gort_arch::switch((*gr.ctx.get()).take(), m as usize) };
+            let (gctx, req) = unsafe {
+                let mut ctx = (*gr.ctx.get()).take();
+                if ctx.is_empty() {
+                    ctx = first_context(gr);
+                }
+                gort_arch::switch(ctx, m as usize)
+            };
             // Back on g0. Save the goroutine before anything else can see it.
             // SAFETY: the G is suspended; we are its owner; g0_unwind is
             // this g0's own state.
@@ -1998,7 +2065,7 @@ impl Sched {
             mr.locked_ext.set(0);
             mr.exit_thread.set(true);
         }
-        owned.exited += 1;
+        owned.credit += 1;
         // The main goroutine starts the shutdown before its exit is
         // subtracted (main's fix for a rare hang): whichever flush brings
         // the count to 0 must see `shutdown`, or nobody wakes `done`.
@@ -2006,9 +2073,14 @@ impl Sched {
             self.set_ending(Ending::MainExited);
             self.begin_shutdown();
         }
-        if (owned.exited >= EXIT_BATCH || self.shutdown.load(Ordering::Acquire))
-            && self.flush_exits(owned)
-        {
+        let finished = if self.shutdown.load(Ordering::Acquire) {
+            self.flush_exits(owned)
+        } else if owned.credit >= 2 * COUNT_BATCH {
+            self.flush_credit(owned, COUNT_BATCH)
+        } else {
+            false
+        };
+        if finished {
             self.finish(&mut self.lock());
         }
     }
@@ -2169,6 +2241,21 @@ impl Drop for Sched {
             unsafe { std::alloc::dealloc(cell, CELL_LAYOUT) };
         }
     }
+}
+
+/// The first frame of a goroutine that has not run yet, on its stack
+/// (`gort_arch::init`): made by the M about to run it, which is usually
+/// the M that ran the G's previous goroutine and still has that stack in
+/// its cache, not by the spawning M.
+#[inline(never)]
+fn first_context(gr: &G) -> Context {
+    // SAFETY: the G is ours (execute); a runnable G has a stack.
+    let top = unsafe { &*gr.stack.get() }
+        .as_ref()
+        .expect("a runnable goroutine without a stack")
+        .top();
+    // SAFETY: the stack is owned by the G and outlives the context.
+    unsafe { gort_arch::init(top, goroutine_entry, gr as *const G as usize) }
 }
 
 /// The M running this thread if it belongs to `sched`, else null.
