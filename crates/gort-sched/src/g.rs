@@ -6,7 +6,19 @@ use gort_stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// `G::state`: the status bits.
+pub(crate) const STATUS_MASK: u64 = 0b111;
+/// `G::state`: the outcome of the current wait (WOKEN or TIMED_OUT, see
+/// wake.rs, shifted by OUTCOME_SHIFT).
+pub(crate) const OUTCOME_SHIFT: u32 = 3;
+pub(crate) const OUTCOME_MASK: u64 = 0b11 << OUTCOME_SHIFT;
+/// `G::state`: the goroutine is parked in its current wait, and the wake
+/// that wins it makes it runnable.
+pub(crate) const PARKED: u64 = 1 << 5;
+/// `G::state`: one wait to the next.
+pub(crate) const WAIT_STEP: u64 = 1 << 7;
 
 /// A goroutine's state (Go's `_Grunnable`, `_Grunning`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +38,7 @@ pub enum Status {
 
 impl Status {
     fn from_u8(v: u8) -> Status {
-        match v {
+        match v & STATUS_MASK as u8 {
             1 => Status::Runnable,
             2 => Status::Running,
             3 => Status::Waiting,
@@ -98,7 +110,19 @@ impl fmt::Display for WaitReason {
 ///   may be plain stores: only `Waiting` is ever claimed.)
 pub(crate) struct G {
     pub(crate) id: Cell<u64>,
-    status: AtomicU8,
+    /// The status (bits 0-2) and `park_with`'s one-shot (wake.rs): the
+    /// outcome of the current wait (bits 3-4), PARKED (bit 5), and the
+    /// number of the current wait (bits 6 up, counted over the G's whole
+    /// life, across reuse). One word, so that the wake that wins a parked
+    /// goroutine's wait also makes it Runnable, in one CAS.
+    ///
+    /// Must hold: other threads only CAS this word, and only while the
+    /// status is Waiting (ready, a winning wake) or with the number of the
+    /// current wait and no outcome (a wake recording its outcome); so while
+    /// the G is Runnable, Running, in a syscall or dead, its owner may
+    /// rewrite it with plain stores. Only the goroutine moves the wait
+    /// number on.
+    state: AtomicU64,
     pub(crate) ctx: UnsafeCell<Context>,
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     pub(crate) entry: UnsafeCell<Option<crate::runtime::Entry>>,
@@ -107,12 +131,6 @@ pub(crate) struct G {
     pub(crate) wait_reason: Cell<WaitReason>,
     /// Set at shutdown: the next (or current) park unwinds the goroutine.
     pub(crate) cancel: AtomicBool,
-    /// The one-shot of `park_with` (wake.rs): the number of the current
-    /// wait (a multiple of 4, counted over the G's whole life, across
-    /// reuse) plus its outcome in the low two bits. Only the goroutine
-    /// moves it to a new number; wakers CAS an outcome onto the number
-    /// they were given.
-    pub(crate) wait: AtomicU64,
     /// The runtime's main goroutine: its exit ends `run`.
     pub(crate) is_main: Cell<bool>,
     /// The M this goroutine is locked to (lock_os_thread), or null. Set and
@@ -136,7 +154,7 @@ impl G {
     pub(crate) fn new(sched: *const Sched) -> G {
         G {
             id: Cell::new(0),
-            status: AtomicU8::new(Status::Dead as u8),
+            state: AtomicU64::new(Status::Dead as u64),
             ctx: UnsafeCell::new(Context::empty()),
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(None),
@@ -144,7 +162,6 @@ impl G {
             sched,
             wait_reason: Cell::new(WaitReason::None),
             cancel: AtomicBool::new(false),
-            wait: AtomicU64::new(0),
             is_main: Cell::new(false),
             lockedm: Cell::new(std::ptr::null_mut()),
             unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),
@@ -153,11 +170,20 @@ impl G {
     }
 
     pub(crate) fn status(&self) -> Status {
-        Status::from_u8(self.status.load(Ordering::Acquire) & !SCAN)
+        Status::from_u8(self.state.load(Ordering::Acquire) as u8)
     }
 
+    /// The whole state word (wake.rs).
+    pub(crate) fn state(&self) -> &AtomicU64 {
+        &self.state
+    }
+
+    /// Sets the status of a G nobody else can reach (a dead one being
+    /// reused).
     pub(crate) fn set_status(&self, s: Status) {
-        self.status.store(s as u8, Ordering::Release);
+        let w = self.state.load(Ordering::Relaxed);
+        self.state
+            .store((w & !STATUS_MASK) | s as u64, Ordering::Release);
     }
 
     /// A transition that only the G's owner makes and nobody races (every
@@ -170,11 +196,12 @@ impl G {
     #[inline]
     pub(crate) fn owner_set_status(&self, from: Status, to: Status) {
         debug_assert!(from != Status::Waiting, "transitions out of Waiting race");
-        let cur = self.status.load(Ordering::Relaxed);
-        if cur != from as u8 {
-            self.bad_status(from, to, cur);
+        let cur = self.state.load(Ordering::Relaxed);
+        if cur & STATUS_MASK != from as u64 {
+            self.bad_status(from, to, cur as u8);
         }
-        self.status.store(to as u8, Ordering::Release);
+        self.state
+            .store((cur & !STATUS_MASK) | to as u64, Ordering::Release);
     }
 
     #[cold]
@@ -192,32 +219,35 @@ impl G {
     /// Moves from `from` to `to` if the G is in `from`; only one of several
     /// racing wakers wins.
     pub(crate) fn try_cas_status(&self, from: Status, to: Status) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
         loop {
-            match self.status.compare_exchange(
-                from as u8,
-                to as u8,
+            if cur & STATUS_MASK != from as u64 {
+                return false;
+            }
+            if cur & SCAN != 0 {
+                // A dump is reading the (Waiting) G's stack.
+                scan_wait();
+                cur = self.state.load(Ordering::Acquire);
+                continue;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & !STATUS_MASK) | to as u64,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => return true,
-                Err(actual) if actual == from as u8 | SCAN => scan_wait(),
-                Err(_) => return false,
+                Err(c) => cur = c,
             }
         }
     }
 
     /// Moves from `from` to `to`; a fatal error if the G was not in `from`
     /// (Go's `casgstatus` throws the same way).
+    #[allow(dead_code)]
     pub(crate) fn cas_status(&self, from: Status, to: Status) {
-        while let Err(actual) =
-            self.status
-                .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
-        {
-            if actual == from as u8 | SCAN {
-                scan_wait();
-                continue;
-            }
-            self.bad_status(from, to, actual);
+        if !self.try_cas_status(from, to) {
+            self.bad_status(from, to, self.state.load(Ordering::Acquire) as u8);
         }
     }
 }
@@ -225,8 +255,9 @@ impl G {
 /// Set on top of `Waiting` while a goroutine dump reads the G's suspended
 /// stack (Go's `_Gscan`): a change out of `Waiting` waits until it clears,
 /// so the stack stays unchanged while it is walked. Set only by
-/// [`G::try_claim_scan`], cleared by [`G::release_scan`].
-const SCAN: u8 = 0x80;
+/// [`G::try_claim_scan`], cleared by [`G::release_scan`]. A bit of
+/// `G::state` (outside the status, outcome and wait-number bits).
+pub(crate) const SCAN: u64 = 1 << 6;
 
 /// A status change met a dump reading the G's stack: wait (the walk takes
 /// microseconds and takes no lock a waker could hold).
@@ -247,15 +278,26 @@ impl G {
     /// in `execute` (the M that dequeued the G owns it), which a claim
     /// could not hold off.
     pub(crate) fn try_claim_scan(&self) -> bool {
-        let w = Status::Waiting as u8;
-        self.status
-            .compare_exchange(w, w | SCAN, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & STATUS_MASK != Status::Waiting as u64 || cur & SCAN != 0 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                cur | SCAN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
     }
 
     /// Ends a claim made by `try_claim_scan`.
     pub(crate) fn release_scan(&self) {
-        self.status.fetch_and(!SCAN, Ordering::Release);
+        self.state.fetch_and(!SCAN, Ordering::Release);
     }
 }
 

@@ -173,6 +173,8 @@ impl P {
 /// M after. `counters` are written only by this M and read by anyone.
 pub(crate) struct M {
     pub(crate) id: u64,
+    /// The runtime this M belongs to.
+    sched: *const Sched,
     /// g0's suspended context while a goroutine runs on this M.
     pub(crate) g0: Cell<Context>,
     pub(crate) p: Cell<*mut P>,
@@ -221,9 +223,10 @@ unsafe impl Sync for M {}
 unsafe impl Send for M {}
 
 impl M {
-    fn new(id: u64) -> M {
+    fn new(id: u64, sched: *const Sched) -> M {
         M {
             id,
+            sched,
             g0: Cell::new(Context::empty()),
             p: Cell::new(ptr::null_mut()),
             nextp: AtomicPtr::new(ptr::null_mut()),
@@ -696,7 +699,7 @@ impl Sched {
 
     fn new_m_struct(&self) -> *mut M {
         let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
-        let mut m = Box::new(M::new(allm.len() as u64));
+        let mut m = Box::new(M::new(allm.len() as u64, self));
         let ptr: *mut M = &mut *m;
         allm.push(m);
         ptr
@@ -888,6 +891,15 @@ impl Sched {
             return;
         }
         gr.wait_reason.set(WaitReason::None);
+        self.make_runnable(current_m_of(self), g, true);
+    }
+
+    /// Queues a G that the caller has just moved from Waiting to Runnable
+    /// itself (a wake that won, wake.rs): the tail of `ready`.
+    pub(crate) fn ready_won(&self, g: GRef) {
+        // SAFETY: Gs live as long as the Sched; the caller's CAS made the
+        // G ours to queue.
+        unsafe { (*g.as_ptr()).wait_reason.set(WaitReason::None) };
         self.make_runnable(current_m_of(self), g, true);
     }
 
@@ -1972,8 +1984,12 @@ impl Sched {
                         }
                     }
                     // The park was aborted: run it again at once, like
-                    // Go's park_m does when waitunlockf returns false.
-                    gr.cas_status(Status::Waiting, Status::Runnable);
+                    // Go's park_m does when waitunlockf returns false;
+                    // unless a `ready` (shutdown's) got it first and
+                    // queued it.
+                    if !gr.try_cas_status(Status::Waiting, Status::Runnable) {
+                        return;
+                    }
                     gr.wait_reason.set(WaitReason::None);
                     inherit = true;
                     continue;
@@ -2260,21 +2276,20 @@ fn first_context(gr: &G) -> Context {
 
 /// The M running this thread if it belongs to `sched`, else null.
 fn current_m_of(sched: &Sched) -> *mut M {
-    let m = CURRENT_M.with(|c| c.get());
-    if m.is_null() {
-        return m;
-    }
-    let g = current_g();
-    if !g.is_null() {
-        // SAFETY: a running G lives as long as its Sched.
-        if !ptr::eq(unsafe { (*g).sched }, sched) {
-            return ptr::null_mut();
-        }
-    } else {
-        // g0 code of some runtime: only ours calls into us from g0.
-        let _ = sched;
+    let m = current_m();
+    // SAFETY: a thread's current M lives as long as its Sched, which runs
+    // on this thread now.
+    if m.is_null() || !ptr::eq(unsafe { (*m).sched }, sched) {
+        return ptr::null_mut();
     }
     m
+}
+
+/// This thread's M (of whichever runtime), or null. Not inlined, as
+/// `current_g`.
+#[inline(never)]
+fn current_m() -> *mut M {
+    CURRENT_M.with(|c| c.get())
 }
 
 /// Switches from the running goroutine to its M's g0 with `req` (Go's

@@ -7,27 +7,30 @@
 //! channel needs (a sender skips a receiver whose timeout already fired)
 //! and what `select!` needs (one waker registered on several channels).
 
-use crate::g::{GRef, WaitReason, G};
+use crate::g::{
+    GRef, Status, WaitReason, G, OUTCOME_MASK, OUTCOME_SHIFT, PARKED, STATUS_MASK, WAIT_STEP,
+};
 use crate::runtime::{current, park};
 use crate::sched::Sched;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The outcome bits of a one-shot: a goroutine's `G::wait` word (whose
-/// other bits count its waits) or a thread's `Shared::state`.
+/// The outcomes of a one-shot: in a thread's `Shared::state`, and shifted
+/// by OUTCOME_SHIFT in a goroutine's `G::state` (whose other bits are its
+/// status, PARKED, and the number of its current wait).
+///
+/// PARKED: the goroutine is parked in this wait, and the wake that wins
+/// makes it Runnable (in the same CAS) and queues it. Set from the start
+/// by an eager wait ([`park_with_eager`]), by the park's last step in a
+/// deferred one ([`park_with`]); a wake that wins before it only records
+/// its outcome, and the park, seeing it, does not sleep.
 const WAITING: u8 = 0;
 const WOKEN: u8 = 1;
 const TIMED_OUT: u8 = 2;
-const OUTCOME: u64 = 3;
-/// In `G::wait`: the goroutine is parked in this wait, and a winning wake
-/// readies it. Set from the start by an eager wait ([`park_with_eager`]),
-/// by the park's last step in a deferred one ([`park_with`]); a wake that
-/// wins before it only records its outcome, and the park, seeing it, does
-/// not sleep.
-const PARKED: u64 = 4;
-/// One wait of a goroutine to the next in `G::wait`.
-const GEN_STEP: u64 = 8;
+/// The bits of `G::state` that name a wait and its outcome: everything but
+/// the status and PARKED.
+const WAIT_MASK: u64 = !(STATUS_MASK | PARKED | crate::g::SCAN);
 
 /// A thread's one-shot (and the probe of a goroutine whose deadline has
 /// already passed, which has nobody to wake: `thread` None).
@@ -40,8 +43,8 @@ struct Shared {
 
 #[derive(Clone)]
 enum Target {
-    /// A goroutine's wait, identified by its number in `G::wait` (the
-    /// word while it waits, without PARKED).
+    /// A goroutine's wait, identified by its number (the bits of
+    /// `G::state` under WAIT_MASK while it waits: no outcome yet).
     Goroutine {
         g: GRef,
         word: u64,
@@ -53,12 +56,13 @@ enum Target {
 /// goroutine's waker is two words, no allocation); clones share the
 /// one-shot.
 ///
-/// A goroutine's one-shot lives in its G (`G::wait`): the number of its
-/// current wait, an outcome and the PARKED bit. A waker names one wait;
-/// `wake` is a CAS from exactly that wait with no outcome, so of all wakes
-/// and the deadline the first wins, and a waker of an earlier wait (kept
-/// by a channel queue or a timer after the wait ended) can never win
-/// again. The winner readies the goroutine iff PARKED was set when it won.
+/// A goroutine's one-shot lives in its G (`G::state`, next to its status):
+/// the number of its current wait, an outcome and the PARKED bit. A waker
+/// names one wait; `wake` is a CAS from exactly that wait with no outcome,
+/// so of all wakes and the deadline the first wins, and a waker of an
+/// earlier wait (kept by a channel queue or a timer after the wait ended)
+/// can never win again. If the goroutine is parked in the wait (PARKED,
+/// Waiting), the same CAS makes it Runnable, and the winner queues it.
 #[derive(Clone)]
 pub struct Waker(Target);
 
@@ -97,7 +101,7 @@ impl Waker {
     pub fn is_waiting(&self) -> bool {
         match &self.0 {
             Target::Goroutine { g, word } => {
-                g_of(*g).wait.load(Ordering::Acquire) & !PARKED == *word
+                g_of(*g).state().load(Ordering::Acquire) & WAIT_MASK == *word
             }
             Target::Shared(s) => s.state.load(Ordering::Acquire) == WAITING,
         }
@@ -110,15 +114,17 @@ impl Waker {
     fn finish(&self, to: u8) -> bool {
         match &self.0 {
             Target::Goroutine { g, word } => {
-                let Some(was) = win(g_of(*g), *word, to) else {
+                let Some(readied) = win(g_of(*g), *word, to) else {
                     return false;
                 };
-                // PARKED: the goroutine is parked in this wait (it became
+                // Readied: the goroutine was parked in this wait (it became
                 // Waiting before its unlock function published the waker,
                 // and a park is never called off once PARKED is set), and
-                // the winner is the one to ready it.
-                if was & PARKED != 0 {
-                    crate::runtime::ready(*g);
+                // the winning CAS made it Runnable: queue it.
+                if readied {
+                    // SAFETY: a parked goroutine's Sched lives while it
+                    // waits.
+                    unsafe { &*g_of(*g).sched }.ready_won(*g);
                 }
                 true
             }
@@ -141,7 +147,7 @@ impl Waker {
     /// call won, as a timeout; nobody is readied.
     fn finish_quietly(&self) -> bool {
         match &self.0 {
-            Target::Goroutine { g, word } => win(g_of(*g), *word, TIMED_OUT).is_some(),
+            Target::Goroutine { g, word } => win_quietly(g_of(*g), *word, TIMED_OUT),
             Target::Shared(s) => s
                 .state
                 .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
@@ -151,7 +157,9 @@ impl Waker {
 
     fn outcome(&self) -> Option<Woke> {
         let bits = match &self.0 {
-            Target::Goroutine { g, .. } => (g_of(*g).wait.load(Ordering::Acquire) & OUTCOME) as u8,
+            Target::Goroutine { g, .. } => {
+                ((g_of(*g).state().load(Ordering::Acquire) & OUTCOME_MASK) >> OUTCOME_SHIFT) as u8
+            }
             Target::Shared(s) => s.state.load(Ordering::Acquire),
         };
         match bits {
@@ -164,12 +172,30 @@ impl Waker {
     /// A deferred park's last step: from now on a winning wake readies us.
     /// False if the wait already ended (then the park is called off).
     fn mark_parked(&self) -> bool {
-        match &self.0 {
-            Target::Goroutine { g, word } => g_of(*g)
-                .wait
-                .compare_exchange(*word, *word | PARKED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok(),
-            Target::Shared(_) => true,
+        let Target::Goroutine { g, word } = &self.0 else {
+            return true;
+        };
+        let state = g_of(*g).state();
+        let mut cur = state.load(Ordering::Acquire);
+        loop {
+            if cur & WAIT_MASK != *word {
+                // A wake came first: call the park off.
+                return false;
+            }
+            if cur & STATUS_MASK != Status::Waiting as u64 {
+                // Readied meanwhile by a plain `ready` (shutdown), which
+                // queued it: the park stands.
+                return true;
+            }
+            match state.compare_exchange_weak(
+                cur,
+                cur | PARKED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
         }
     }
 
@@ -181,23 +207,50 @@ impl Waker {
     }
 }
 
-/// Puts outcome `to` on wait `word` of `g` if it has none yet; the word
-/// before, or None if another wake (or an earlier wait's end) came first.
-fn win(g: &G, word: u64, to: u8) -> Option<u64> {
-    let mut cur = g.wait.load(Ordering::Acquire);
+/// Puts outcome `to` on wait `word` of `g` if it has none yet; None if
+/// another wake (or the wait's end) came first. If the goroutine is parked
+/// in the wait (PARKED, Waiting), the same CAS makes it Runnable:
+/// Some(true), and the caller queues it.
+fn win(g: &G, word: u64, to: u8) -> Option<bool> {
+    let state = g.state();
+    let mut cur = state.load(Ordering::Acquire);
     loop {
-        if cur & !PARKED != word {
+        if cur & WAIT_MASK != word {
             return None;
+        }
+        let parked = cur & PARKED != 0 && cur & STATUS_MASK == Status::Waiting as u64;
+        if parked && cur & crate::g::SCAN != 0 {
+            // A dump is reading the parked G's stack: it leaves Waiting
+            // only after the dump let go.
+            std::thread::yield_now();
+            cur = state.load(Ordering::Acquire);
+            continue;
+        }
+        let mut new = cur | (u64::from(to) << OUTCOME_SHIFT);
+        if parked {
+            new = (new & !STATUS_MASK) | Status::Runnable as u64;
         }
         // Release: what the waker wrote for the waiter (a channel entry)
         // happens before the waiter sees the outcome.
-        match g.wait.compare_exchange_weak(
-            cur,
-            cur | u64::from(to),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return Some(cur),
+        match state.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(parked),
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// Puts outcome `to` on wait `word` of `g` without readying it (the
+/// waiter itself, leaving the wait); false if a wake came first.
+fn win_quietly(g: &G, word: u64, to: u8) -> bool {
+    let state = g.state();
+    let mut cur = state.load(Ordering::Acquire);
+    loop {
+        if cur & WAIT_MASK != word {
+            return false;
+        }
+        let new = cur | (u64::from(to) << OUTCOME_SHIFT);
+        match state.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
             Err(c) => cur = c,
         }
     }
@@ -274,10 +327,16 @@ fn park_goroutine(
     // A new wait: only the goroutine itself moves its word to a new
     // number (wakers only add an outcome to the number they know), and a
     // stale waker's CAS names an older number, so it fails from here on.
-    let word = (gr.wait.load(Ordering::Relaxed) | (GEN_STEP - 1)) + 1;
-    debug_assert_eq!(word % GEN_STEP, 0);
-    gr.wait
-        .store(if eager { word | PARKED } else { word }, Ordering::Release);
+    let cur = gr.state().load(Ordering::Relaxed);
+    let word = (cur | (WAIT_STEP - 1)) + 1;
+    debug_assert_eq!(word & !WAIT_MASK, 0);
+    debug_assert_eq!(cur & STATUS_MASK, Status::Running as u64);
+    // A plain store: the goroutine is Running, so nobody else writes its
+    // state (G's invariants).
+    gr.state().store(
+        word | Status::Running as u64 | if eager { PARKED } else { 0 },
+        Ordering::Release,
+    );
     let waker = Waker(Target::Goroutine { g, word });
     // SAFETY: a running goroutine's Sched lives while it runs.
     let sched: &Sched = unsafe { &*gr.sched };
