@@ -507,8 +507,12 @@ pub fn unlock_os_thread_internal() {
 ///
 /// # Panics
 /// Outside a goroutine.
-pub fn park(reason: WaitReason, mut unlock: impl FnMut(GRef) -> bool) {
-    let g = running_g("park");
+pub fn park(reason: WaitReason, unlock: impl FnMut(GRef) -> bool) {
+    park_g(running_g("park"), reason, unlock);
+}
+
+/// `park` for a caller that already has the running goroutine `g`.
+pub(crate) fn park_g(g: *mut G, reason: WaitReason, mut unlock: impl FnMut(GRef) -> bool) {
     check_cancel(g);
     // SAFETY: the running G is live and ours.
     unsafe { (*g).wait_reason.set(reason) };

@@ -10,7 +10,7 @@
 use crate::g::{
     GRef, Status, WaitReason, G, OUTCOME_MASK, OUTCOME_SHIFT, PARKED, STATUS_MASK, WAIT_STEP,
 };
-use crate::runtime::{current, park};
+use crate::runtime::{current, park_g};
 use crate::sched::Sched;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -360,7 +360,7 @@ fn park_goroutine(
     // touches nothing that lives on this goroutine's stack: it copies what
     // it needs to its own (g0's) frame first. Its last write to this stack
     // (`declined`) happens only when nothing was published.
-    park(reason, |_| {
+    park_g(g.as_ptr(), reason, |_| {
         let register = register.take().expect("park_with: unlock ran twice");
         // Copies into this (g0) frame: the closure captures by reference.
         let deadline_copy: Option<Instant> = deadline;

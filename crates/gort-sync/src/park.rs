@@ -13,8 +13,18 @@ use std::time::Instant;
 
 /// Wakes one waiter once: of all `wake` calls (and a deadline), the first
 /// wins. Cheap to clone; clones share the one-shot.
+///
+/// Must hold: exactly a `Waker` (repr(transparent)), so that `as_signal`
+/// can lend one without a clone.
 #[derive(Clone)]
+#[repr(transparent)]
 pub struct Signal(Waker);
+
+/// Lends a `Waker` as a `Signal`.
+fn as_signal(w: &Waker) -> &Signal {
+    // SAFETY: Signal is a repr(transparent) wrapper of Waker.
+    unsafe { &*(w as *const Waker).cast::<Signal>() }
+}
 
 impl Signal {
     /// Makes the waiter runnable unless someone (or the deadline) already
@@ -41,7 +51,7 @@ pub(crate) fn wait(
     deadline: Option<Instant>,
     register: impl FnOnce(&Signal) -> bool,
 ) -> Woke {
-    park_with_eager(reason, deadline, |w| register(&Signal(w.clone())))
+    park_with_eager(reason, deadline, |w| register(as_signal(w)))
 }
 
 /// [`wait`] for a `register` that publishes the signal in several places
@@ -53,5 +63,5 @@ pub(crate) fn wait_deferred(
     deadline: Option<Instant>,
     register: impl FnOnce(&Signal) -> bool,
 ) -> Woke {
-    park_with(reason, deadline, |w| register(&Signal(w.clone())))
+    park_with(reason, deadline, |w| register(as_signal(w)))
 }
