@@ -2127,7 +2127,7 @@ impl Sched {
                 let gp: *mut G = &mut *g;
                 self.allgs.lock().unwrap_or_else(|e| e.into_inner()).push(g);
                 let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
-                let mut m = Box::new(M::new(allm.len() as u64));
+                let mut m = Box::new(M::new(allm.len() as u64, self));
                 m.extra = true;
                 m.extra_g = gp;
                 let mp: *mut M = &mut *m;
