@@ -1,24 +1,13 @@
 //! Goroutines: the G, its states and wait reasons.
 
+use crate::gstate::GState;
 use crate::sched::{Sched, M};
 use gort_arch::Context;
 use gort_stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// `G::state`: the status bits.
-pub(crate) const STATUS_MASK: u64 = 0b111;
-/// `G::state`: the outcome of the current wait (WOKEN or TIMED_OUT, see
-/// wake.rs, shifted by OUTCOME_SHIFT).
-pub(crate) const OUTCOME_SHIFT: u32 = 3;
-pub(crate) const OUTCOME_MASK: u64 = 0b11 << OUTCOME_SHIFT;
-/// `G::state`: the goroutine is parked in its current wait, and the wake
-/// that wins it makes it runnable.
-pub(crate) const PARKED: u64 = 1 << 5;
-/// `G::state`: one wait to the next.
-pub(crate) const WAIT_STEP: u64 = 1 << 7;
+use std::sync::atomic::AtomicBool;
 
 /// A goroutine's state (Go's `_Grunnable`, `_Grunning`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +27,7 @@ pub enum Status {
 
 impl Status {
     fn from_u8(v: u8) -> Status {
-        match v & STATUS_MASK as u8 {
+        match v & crate::gstate::STATUS_MASK as u8 {
             1 => Status::Runnable,
             2 => Status::Running,
             3 => Status::Waiting,
@@ -103,26 +92,17 @@ impl fmt::Display for WaitReason {
 /// - `m` is the M running the goroutine (set by `execute` before each
 ///   switch to it); goroutine code reads it after every switch, never a
 ///   value cached before one.
-/// - `status` may carry the `SCAN` bit on top of `Waiting` while a
+/// - `state` may carry the `SCAN` bit on top of `Waiting` while a
 ///   goroutine dump walks the G's stack; every change out of `Waiting`
-///   goes through `cas_status`/`try_cas_status`, which wait for the bit to
-///   clear, never through a plain store. (Transitions between other states
-///   may be plain stores: only `Waiting` is ever claimed.)
+///   (`try_cas_status`, a wake that readies, gstate.rs) waits for the bit
+///   to clear, never through a plain store. (Transitions between other
+///   states may be plain stores: only `Waiting` is ever claimed.)
 pub(crate) struct G {
     pub(crate) id: Cell<u64>,
-    /// The status (bits 0-2) and `park_with`'s one-shot (wake.rs): the
-    /// outcome of the current wait (bits 3-4), PARKED (bit 5), and the
-    /// number of the current wait (bits 6 up, counted over the G's whole
-    /// life, across reuse). One word, so that the wake that wins a parked
-    /// goroutine's wait also makes it Runnable, in one CAS.
-    ///
-    /// Must hold: other threads only CAS this word, and only while the
-    /// status is Waiting (ready, a winning wake) or with the number of the
-    /// current wait and no outcome (a wake recording its outcome); so while
-    /// the G is Runnable, Running, in a syscall or dead, its owner may
-    /// rewrite it with plain stores. Only the goroutine moves the wait
-    /// number on.
-    state: AtomicU64,
+    /// The status and `park_with`'s one-shot in one word (gstate.rs, whose
+    /// invariants hold): the wake that wins a parked goroutine's wait also
+    /// makes it Runnable, in one CAS.
+    state: GState,
     pub(crate) ctx: UnsafeCell<Context>,
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     pub(crate) entry: UnsafeCell<Option<crate::runtime::Entry>>,
@@ -154,7 +134,7 @@ impl G {
     pub(crate) fn new(sched: *const Sched) -> G {
         G {
             id: Cell::new(0),
-            state: AtomicU64::new(Status::Dead as u64),
+            state: GState::new(Status::Dead as u64),
             ctx: UnsafeCell::new(Context::empty()),
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(None),
@@ -170,20 +150,18 @@ impl G {
     }
 
     pub(crate) fn status(&self) -> Status {
-        Status::from_u8(self.state.load(Ordering::Acquire) as u8)
+        Status::from_u8(self.state.status() as u8)
     }
 
-    /// The whole state word (wake.rs).
-    pub(crate) fn state(&self) -> &AtomicU64 {
+    /// The state word (wake.rs).
+    pub(crate) fn state(&self) -> &GState {
         &self.state
     }
 
     /// Sets the status of a G nobody else can reach (a dead one being
-    /// reused).
+    /// reused, an extra M's G between callbacks).
     pub(crate) fn set_status(&self, s: Status) {
-        let w = self.state.load(Ordering::Relaxed);
-        self.state
-            .store((w & !STATUS_MASK) | s as u64, Ordering::Release);
+        self.state.set_status_exclusive(s as u64);
     }
 
     /// A transition that only the G's owner makes and nobody races (every
@@ -195,13 +173,9 @@ impl G {
     /// the G was not in `from`.
     #[inline]
     pub(crate) fn owner_set_status(&self, from: Status, to: Status) {
-        debug_assert!(from != Status::Waiting, "transitions out of Waiting race");
-        let cur = self.state.load(Ordering::Relaxed);
-        if cur & STATUS_MASK != from as u64 {
+        if let Err(cur) = self.state.owner_set(from as u64, to as u64) {
             self.bad_status(from, to, cur as u8);
         }
-        self.state
-            .store((cur & !STATUS_MASK) | to as u64, Ordering::Release);
     }
 
     #[cold]
@@ -219,27 +193,7 @@ impl G {
     /// Moves from `from` to `to` if the G is in `from`; only one of several
     /// racing wakers wins.
     pub(crate) fn try_cas_status(&self, from: Status, to: Status) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & STATUS_MASK != from as u64 {
-                return false;
-            }
-            if cur & SCAN != 0 {
-                // A dump is reading the (Waiting) G's stack.
-                scan_wait();
-                cur = self.state.load(Ordering::Acquire);
-                continue;
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                (cur & !STATUS_MASK) | to as u64,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(c) => cur = c,
-            }
-        }
+        self.state.try_cas_status(from as u64, to as u64)
     }
 
     /// Moves from `from` to `to`; a fatal error if the G was not in `from`
@@ -247,57 +201,26 @@ impl G {
     #[allow(dead_code)]
     pub(crate) fn cas_status(&self, from: Status, to: Status) {
         if !self.try_cas_status(from, to) {
-            self.bad_status(from, to, self.state.load(Ordering::Acquire) as u8);
+            self.bad_status(from, to, self.state.load() as u8);
         }
     }
-}
-
-/// Set on top of `Waiting` while a goroutine dump reads the G's suspended
-/// stack (Go's `_Gscan`): a change out of `Waiting` waits until it clears,
-/// so the stack stays unchanged while it is walked. Set only by
-/// [`G::try_claim_scan`], cleared by [`G::release_scan`]. A bit of
-/// `G::state` (outside the status, outcome and wait-number bits).
-pub(crate) const SCAN: u64 = 1 << 6;
-
-/// A status change met a dump reading the G's stack: wait (the walk takes
-/// microseconds and takes no lock a waker could hold).
-#[cold]
-fn scan_wait() {
-    for _ in 0..64 {
-        std::hint::spin_loop();
-    }
-    std::thread::yield_now();
 }
 
 impl G {
     /// Claims a `Waiting` G for a dump: it stays `Waiting` (so its saved
     /// context and stack stay unchanged) until `release_scan`. False if it
-    /// is not waiting (or already claimed).
+    /// is not waiting (or already claimed). See `gstate::SCAN`.
     ///
     /// Only `Waiting` is claimed: `Runnable` -> `Running` is a plain store
     /// in `execute` (the M that dequeued the G owns it), which a claim
     /// could not hold off.
     pub(crate) fn try_claim_scan(&self) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & STATUS_MASK != Status::Waiting as u64 || cur & SCAN != 0 {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                cur | SCAN,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(c) => cur = c,
-            }
-        }
+        self.state.try_claim_scan()
     }
 
     /// Ends a claim made by `try_claim_scan`.
     pub(crate) fn release_scan(&self) {
-        self.state.fetch_and(!SCAN, Ordering::Release);
+        self.state.release_scan();
     }
 }
 

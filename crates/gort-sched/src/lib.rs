@@ -18,6 +18,8 @@
 #[doc(hidden)]
 pub mod cgo;
 mod g;
+#[doc(hidden)]
+pub mod gstate;
 mod local;
 mod membarrier;
 mod note;

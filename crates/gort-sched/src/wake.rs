@@ -7,30 +7,23 @@
 //! channel needs (a sender skips a receiver whose timeout already fired)
 //! and what `select!` needs (one waker registered on several channels).
 
-use crate::g::{
-    GRef, Status, WaitReason, G, OUTCOME_MASK, OUTCOME_SHIFT, PARKED, STATUS_MASK, WAIT_STEP,
-};
+use crate::g::{GRef, WaitReason, G};
 use crate::runtime::{current, park_g};
 use crate::sched::Sched;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The outcomes of a one-shot: in a thread's `Shared::state`, and shifted
-/// by OUTCOME_SHIFT in a goroutine's `G::state` (whose other bits are its
-/// status, PARKED, and the number of its current wait).
-///
-/// PARKED: the goroutine is parked in this wait, and the wake that wins
-/// makes it Runnable (in the same CAS) and queues it. Set from the start
-/// by an eager wait ([`park_with_eager`]), by the park's last step in a
-/// deferred one ([`park_with`]); a wake that wins before it only records
-/// its outcome, and the park, seeing it, does not sleep.
-const WAITING: u8 = 0;
-const WOKEN: u8 = 1;
-const TIMED_OUT: u8 = 2;
-/// The bits of `G::state` that name a wait and its outcome: everything but
-/// the status and PARKED.
-const WAIT_MASK: u64 = !(STATUS_MASK | PARKED | crate::g::SCAN);
+// The outcomes of a one-shot: in a thread's `Shared::state`, and in a
+// goroutine's `G::state` (gstate.rs: next to its status, PARKED and the
+// number of its current wait).
+//
+// PARKED: the goroutine is parked in this wait, and the wake that wins
+// makes it Runnable (in the same CAS) and queues it. Set from the start
+// by an eager wait ([`park_with_eager`]), by the park's last step in a
+// deferred one ([`park_with`]); a wake that wins before it only records
+// its outcome, and the park, seeing it, does not sleep.
+use crate::gstate::{NO_OUTCOME as WAITING, TIMED_OUT, WOKEN};
 
 /// A thread's one-shot (and the probe of a goroutine whose deadline has
 /// already passed, which has nobody to wake: `thread` None).
@@ -100,9 +93,7 @@ impl Waker {
     /// Whether the waiter is still waiting (a snapshot).
     pub fn is_waiting(&self) -> bool {
         match &self.0 {
-            Target::Goroutine { g, word } => {
-                g_of(*g).state().load(Ordering::Acquire) & WAIT_MASK == *word
-            }
+            Target::Goroutine { g, word } => g_of(*g).state().is_waiting(*word),
             Target::Shared(s) => s.state.load(Ordering::Acquire) == WAITING,
         }
     }
@@ -114,7 +105,7 @@ impl Waker {
     fn finish(&self, to: u8) -> bool {
         match &self.0 {
             Target::Goroutine { g, word } => {
-                let Some(readied) = win(g_of(*g), *word, to) else {
+                let Some(readied) = g_of(*g).state().win(*word, to) else {
                     return false;
                 };
                 // Readied: the goroutine was parked in this wait (it became
@@ -147,7 +138,7 @@ impl Waker {
     /// call won, as a timeout; nobody is readied.
     fn finish_quietly(&self) -> bool {
         match &self.0 {
-            Target::Goroutine { g, word } => win_quietly(g_of(*g), *word, TIMED_OUT),
+            Target::Goroutine { g, word } => g_of(*g).state().win_quietly(*word, TIMED_OUT),
             Target::Shared(s) => s
                 .state
                 .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
@@ -157,9 +148,7 @@ impl Waker {
 
     fn outcome(&self) -> Option<Woke> {
         let bits = match &self.0 {
-            Target::Goroutine { g, .. } => {
-                ((g_of(*g).state().load(Ordering::Acquire) & OUTCOME_MASK) >> OUTCOME_SHIFT) as u8
-            }
+            Target::Goroutine { g, .. } => g_of(*g).state().outcome(),
             Target::Shared(s) => s.state.load(Ordering::Acquire),
         };
         match bits {
@@ -172,30 +161,9 @@ impl Waker {
     /// A deferred park's last step: from now on a winning wake readies us.
     /// False if the wait already ended (then the park is called off).
     fn mark_parked(&self) -> bool {
-        let Target::Goroutine { g, word } = &self.0 else {
-            return true;
-        };
-        let state = g_of(*g).state();
-        let mut cur = state.load(Ordering::Acquire);
-        loop {
-            if cur & WAIT_MASK != *word {
-                // A wake came first: call the park off.
-                return false;
-            }
-            if cur & STATUS_MASK != Status::Waiting as u64 {
-                // Readied meanwhile by a plain `ready` (shutdown), which
-                // queued it: the park stands.
-                return true;
-            }
-            match state.compare_exchange_weak(
-                cur,
-                cur | PARKED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(c) => cur = c,
-            }
+        match &self.0 {
+            Target::Goroutine { g, word } => g_of(*g).state().mark_parked(*word),
+            Target::Shared(_) => true,
         }
     }
 
@@ -204,55 +172,6 @@ impl Waker {
             state: AtomicU8::new(WAITING),
             thread,
         })))
-    }
-}
-
-/// Puts outcome `to` on wait `word` of `g` if it has none yet; None if
-/// another wake (or the wait's end) came first. If the goroutine is parked
-/// in the wait (PARKED, Waiting), the same CAS makes it Runnable:
-/// Some(true), and the caller queues it.
-fn win(g: &G, word: u64, to: u8) -> Option<bool> {
-    let state = g.state();
-    let mut cur = state.load(Ordering::Acquire);
-    loop {
-        if cur & WAIT_MASK != word {
-            return None;
-        }
-        let parked = cur & PARKED != 0 && cur & STATUS_MASK == Status::Waiting as u64;
-        if parked && cur & crate::g::SCAN != 0 {
-            // A dump is reading the parked G's stack: it leaves Waiting
-            // only after the dump let go.
-            std::thread::yield_now();
-            cur = state.load(Ordering::Acquire);
-            continue;
-        }
-        let mut new = cur | (u64::from(to) << OUTCOME_SHIFT);
-        if parked {
-            new = (new & !STATUS_MASK) | Status::Runnable as u64;
-        }
-        // Release: what the waker wrote for the waiter (a channel entry)
-        // happens before the waiter sees the outcome.
-        match state.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(parked),
-            Err(c) => cur = c,
-        }
-    }
-}
-
-/// Puts outcome `to` on wait `word` of `g` without readying it (the
-/// waiter itself, leaving the wait); false if a wake came first.
-fn win_quietly(g: &G, word: u64, to: u8) -> bool {
-    let state = g.state();
-    let mut cur = state.load(Ordering::Acquire);
-    loop {
-        if cur & WAIT_MASK != word {
-            return false;
-        }
-        let new = cur | (u64::from(to) << OUTCOME_SHIFT);
-        match state.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return true,
-            Err(c) => cur = c,
-        }
     }
 }
 
@@ -327,16 +246,9 @@ fn park_goroutine(
     // A new wait: only the goroutine itself moves its word to a new
     // number (wakers only add an outcome to the number they know), and a
     // stale waker's CAS names an older number, so it fails from here on.
-    let cur = gr.state().load(Ordering::Relaxed);
-    let word = (cur | (WAIT_STEP - 1)) + 1;
-    debug_assert_eq!(word & !WAIT_MASK, 0);
-    debug_assert_eq!(cur & STATUS_MASK, Status::Running as u64);
     // A plain store: the goroutine is Running, so nobody else writes its
-    // state (G's invariants).
-    gr.state().store(
-        word | Status::Running as u64 | if eager { PARKED } else { 0 },
-        Ordering::Release,
-    );
+    // state (GState's invariants).
+    let word = gr.state().begin_wait(eager);
     let waker = Waker(Target::Goroutine { g, word });
     // SAFETY: a running goroutine's Sched lives while it runs.
     let sched: &Sched = unsafe { &*gr.sched };
