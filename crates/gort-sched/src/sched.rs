@@ -64,6 +64,10 @@ pub(crate) struct P {
     /// the holder, read by sysmon to tell one long syscall from many short
     /// ones without reading the clock on the syscall path.
     syscalltick: AtomicU32,
+    /// Counts this P holds in `Sched::ngoroutines` beyond live goroutines
+    /// (`count_spawn`, `flush_credit`). Written only by the P's holder
+    /// (plain loads and stores); read by anyone for `num_goroutines`.
+    credit: AtomicUsize,
     owned: UnsafeCell<POwned>,
 }
 
@@ -71,9 +75,6 @@ struct POwned {
     schedtick: u32,
     gfree: Vec<*mut G>,
     stacks: StackCache,
-    /// Counts this P holds in `Sched::ngoroutines` beyond live goroutines
-    /// (`count_spawn`, `flush_credit`).
-    credit: usize,
     /// Goroutine ids this P may hand out: `goid_next..goid_end` (Go's
     /// `p.goidcache`), taken from `Sched::goid` a batch at a time.
     goid_next: u64,
@@ -89,11 +90,11 @@ impl P {
             runq: LocalQueue::new(),
             status: crate::pstatus::PStatus::new(),
             syscalltick: AtomicU32::new(0),
+            credit: AtomicUsize::new(0),
             owned: UnsafeCell::new(POwned {
                 schedtick: 0,
                 gfree: Vec::new(),
                 stacks: StackCache::new(),
-                credit: 0,
                 goid_next: 0,
                 goid_end: 0,
                 cells: Vec::new(),
@@ -529,21 +530,20 @@ impl Sched {
         (0..self.procs()).map(|i| self.p(i))
     }
 
-    /// Live goroutines. Exits on other running Ps may be counted a little
-    /// late (see `ngoroutines`); the caller's own P is flushed first.
+    /// Live goroutines: `ngoroutines` less every P's credit (a snapshot).
+    /// A P reserves counts (`ngoroutines` up) before its credit shows them,
+    /// and gives them back (credit down) before `ngoroutines` drops: if
+    /// `ngoroutines` did not change while the credits were read, the
+    /// result never counts a live goroutine out; it may count one that
+    /// just exited, for a moment.
     pub(crate) fn num_goroutines(&self) -> usize {
-        let m = current_m_of(self);
-        if !m.is_null() {
-            // SAFETY: m is this thread's M.
-            let p = unsafe { (*m).p.get() };
-            if !p.is_null() {
-                // SAFETY: our M holds p.
-                if self.flush_exits(unsafe { (*p).owned() }) {
-                    self.finish(&mut self.lock());
-                }
+        loop {
+            let total = self.ngoroutines.load(Ordering::Acquire);
+            let credit: usize = self.allp().map(|p| p.credit.load(Ordering::Acquire)).sum();
+            if self.ngoroutines.load(Ordering::Acquire) == total {
+                return total.saturating_sub(credit);
             }
         }
-        self.ngoroutines.load(Ordering::Acquire)
     }
 
     /// A `CELL_LAYOUT` block for a task cell: from the current P's cache
@@ -607,17 +607,21 @@ impl Sched {
     /// Gives a P's credit back to `ngoroutines`. True if that brought it
     /// to zero during shutdown: the run is over, and the caller must call
     /// `finish` (with the lock; not held here).
-    fn flush_exits(&self, owned: &mut POwned) -> bool {
-        self.flush_credit(owned, 0)
+    ///
+    /// The caller holds `p`.
+    fn flush_exits(&self, p: &P) -> bool {
+        self.flush_credit(p, 0)
     }
 
-    /// Gives back all of a P's credit but `keep`; see `flush_exits`.
-    fn flush_credit(&self, owned: &mut POwned, keep: usize) -> bool {
-        if owned.credit <= keep {
+    /// Gives back all of a P's credit but `keep`; see `flush_exits`. The
+    /// caller holds `p`.
+    fn flush_credit(&self, p: &P, keep: usize) -> bool {
+        let credit = p.credit.load(Ordering::Relaxed);
+        if credit <= keep {
             return false;
         }
-        let n = owned.credit - keep;
-        owned.credit = keep;
+        let n = credit - keep;
+        p.credit.store(keep, Ordering::Release);
         let left = self.ngoroutines.fetch_sub(n, Ordering::AcqRel) - n;
         left == 0 && self.shutdown.load(Ordering::Acquire)
     }
@@ -635,13 +639,14 @@ impl Sched {
             self.ngoroutines.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        // SAFETY: our M holds p.
-        let owned = unsafe { (*p).owned() };
-        if owned.credit == 0 {
+        // SAFETY: our M holds p (so only we write its credit).
+        let pr = unsafe { &*p };
+        let mut credit = pr.credit.load(Ordering::Relaxed);
+        if credit == 0 {
             self.ngoroutines.fetch_add(COUNT_BATCH, Ordering::AcqRel);
-            owned.credit = COUNT_BATCH;
+            credit = COUNT_BATCH;
         }
-        owned.credit -= 1;
+        pr.credit.store(credit - 1, Ordering::Release);
     }
 
     /// A new goroutine id: from the P's batch when there is a P (ids are
@@ -943,7 +948,7 @@ impl Sched {
     fn pidle_put(&self, l: &mut Locked, p: *mut P) {
         // Idle Ps carry no exits, so that checkdead (every P idle) sees an
         // exact count. SAFETY: the caller owns p.
-        if self.flush_exits(unsafe { (*p).owned() }) {
+        if self.flush_exits(unsafe { &*p }) {
             self.finish(l);
         }
         if self.stw_wait.load(Ordering::Acquire) {
@@ -1597,7 +1602,7 @@ impl Sched {
             l.gfree.append(&mut owned.gfree);
             l.cells.append(&mut owned.cells);
             // The caller is alive, so this cannot end the run.
-            if self.flush_exits(owned) {
+            if self.flush_exits(pr) {
                 self.finish(&mut l);
             }
         }
@@ -2081,7 +2086,10 @@ impl Sched {
             mr.locked_ext.set(0);
             mr.exit_thread.set(true);
         }
-        owned.credit += 1;
+        // SAFETY: our M holds p (so only we write its credit).
+        let pr = unsafe { &*p };
+        let credit = pr.credit.load(Ordering::Relaxed) + 1;
+        pr.credit.store(credit, Ordering::Release);
         // The main goroutine starts the shutdown before its exit is
         // subtracted (main's fix for a rare hang): whichever flush brings
         // the count to 0 must see `shutdown`, or nobody wakes `done`.
@@ -2090,9 +2098,9 @@ impl Sched {
             self.begin_shutdown();
         }
         let finished = if self.shutdown.load(Ordering::Acquire) {
-            self.flush_exits(owned)
-        } else if owned.credit >= 2 * COUNT_BATCH {
-            self.flush_credit(owned, COUNT_BATCH)
+            self.flush_exits(pr)
+        } else if credit >= 2 * COUNT_BATCH {
+            self.flush_credit(pr, COUNT_BATCH)
         } else {
             false
         };
