@@ -193,7 +193,7 @@ impl Waker {
 /// That costs one more atomic step than [`park_with_eager`].
 ///
 /// On a goroutine, during the runtime's shutdown the park unwinds instead
-/// (see [`park`]).
+/// (see [`park`](crate::park)).
 pub fn park_with(
     reason: WaitReason,
     deadline: Option<Instant>,
