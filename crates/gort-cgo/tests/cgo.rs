@@ -333,13 +333,18 @@ fn parking_inside_a_c_call_is_a_fatal_error() {
             .unwrap();
         return;
     }
-    let out = common::run_child(NAME);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("fatal error: gort: goroutine switch while its M is in C"),
-        "{stderr}"
+    assert_child_died_with(
+        NAME,
+        "fatal error: gort: goroutine switch while its M is in C",
     );
+}
+
+/// Runs test `name` again as a child; it must fail and print `message`.
+fn assert_child_died_with(name: &str, message: &str) {
+    let out = common::run_child(name);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{name} exited with {:?}", out.status);
+    assert!(stderr.contains(message), "{stderr}");
 }
 
 /// A callback from C code that was called with `syscall` (no P, not in
@@ -360,11 +365,5 @@ fn a_callback_inside_syscall_is_a_fatal_error() {
             .unwrap();
         return;
     }
-    let out = common::run_child(NAME);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("a callback from C inside gort::syscall"),
-        "{stderr}"
-    );
+    assert_child_died_with(NAME, "a callback from C inside gort::syscall");
 }

@@ -804,10 +804,10 @@ impl Sched {
         }
         // SAFETY: exclusively ours (dead G).
         unsafe { *gr.entry.get() = Some(f) };
-        // SAFETY: the stack is owned by the G and outlives the context.
         // No first frame yet: `execute` writes it on the M that runs the
         // goroutine (see `first_context`). Writing it here made the
         // spawner miss on a stack line last written by another M.
+        // SAFETY: exclusively ours (dead G).
         unsafe { *gr.ctx.get() = Context::empty() };
         gr.set_status(Status::Runnable);
         // SAFETY: g is non-null.

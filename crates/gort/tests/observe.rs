@@ -5,13 +5,15 @@
 //! process: this test binary run again, through the cross runner when
 //! there is one).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+// The re-exec helpers (is_child, self_command through the cross runner,
+// under_qemu) shared with the other crates' death tests.
+#[path = "../../gort-stack/tests/common/mod.rs"]
+mod common;
 
-fn under_qemu() -> bool {
-    std::env::var("GORT_UNDER_QEMU").is_ok_and(|v| v == "1")
-}
+use common::{is_child, self_command, under_qemu, CHILD_ROLE};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 fn rt(procs: usize) -> gort::Runtime {
     gort::Runtime::builder().procs(procs).build().unwrap()
@@ -207,30 +209,6 @@ fn dumping_while_goroutines_park_and_wake_is_safe() {
 }
 
 // ---- child processes ---------------------------------------------------------
-
-const CHILD_ROLE: &str = "GORT_FACADE_TEST_CHILD";
-
-fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ROLE).is_ok_and(|v| v == name)
-}
-
-/// This test binary again, through the cross runner when there is one
-/// (GORT_TEST_RUNNER, set by `cargo xtask test`; see gort-stack's tests).
-fn self_command() -> Command {
-    match std::env::var("GORT_TEST_RUNNER")
-        .ok()
-        .filter(|r| !r.trim().is_empty())
-    {
-        Some(r) => {
-            let mut words = r.split_whitespace();
-            let mut c = Command::new(words.next().unwrap());
-            c.args(words);
-            c.arg(std::env::args_os().next().unwrap());
-            c
-        }
-        None => Command::new(std::env::current_exe().unwrap()),
-    }
-}
 
 fn spawn_child(name: &str, env: &[(&str, &str)]) -> Child {
     let mut cmd = self_command();
