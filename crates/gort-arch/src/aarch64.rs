@@ -90,6 +90,115 @@ global_asm!(
     ".size __gort_arch_v0_on_stack, . - __gort_arch_v0_on_stack",
 );
 
+// on_stack_resumable trampoline:
+// `__gort_arch_v0_on_stack_resumable(arg: x0, f: x1, top: x2, resume: x3)
+// -> x0` calls `f(arg)` with sp = top, after saving every callee-saved
+// register in a frame that `switch` can resume, and storing that frame's
+// address (a suspended Context) in `*resume`.
+//
+//   original stack (CFA = the caller's sp)
+//   +---------------------------+
+//   | x30 (lr)    | x29         | CFA - 8, CFA - 16 <- x29 while f runs
+//   | x20         | x19         | CFA - 24, CFA - 32
+//   | x22         | x21         | CFA - 40, CFA - 48
+//   | x24         | x23         | CFA - 56, CFA - 64
+//   | x26         | x25         | CFA - 72, CFA - 80
+//   | x28         | x27         | CFA - 88, CFA - 96
+//   | d9          | d8          | CFA - 104, CFA - 112
+//   | d11         | d10         | CFA - 120, CFA - 128
+//   | d13         | d12         | CFA - 136, CFA - 144
+//   | d15         | d14         | CFA - 152, CFA - 160
+//   | (unused)    | resume (2:) | CFA - 168, CFA - 176 <- *resume
+//   +---------------------------+
+//
+// Two ways out, both through the loads at 3: and a `ret` that matches the
+// caller's `bl`:
+// - f returns: sp = x29 - 160 (the resume word), x0 = f's value.
+// - someone runs `switch(*resume, v)`: it sets sp to the resume word and
+//   branches to 2: with x2 = v; x0 = v. x29 is the switcher's there, so
+//   from 2: on the CFA is described from sp.
+// While f runs the CFA is x29 + 16, so unwinders walk from f's frames
+// through this frame into the caller.
+global_asm!(
+    ".text",
+    ".p2align 2",
+    ".globl __gort_arch_v0_on_stack_resumable",
+    ".hidden __gort_arch_v0_on_stack_resumable",
+    ".type __gort_arch_v0_on_stack_resumable, %function",
+    "__gort_arch_v0_on_stack_resumable:",
+    ".cfi_startproc",
+    "stp x29, x30, [sp, #-16]!",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset x30, -8",
+    ".cfi_offset x29, -16",
+    "mov x29, sp",
+    ".cfi_def_cfa_register x29",
+    "stp x19, x20, [sp, #-16]!",
+    ".cfi_offset x20, -24",
+    ".cfi_offset x19, -32",
+    "stp x21, x22, [sp, #-16]!",
+    ".cfi_offset x22, -40",
+    ".cfi_offset x21, -48",
+    "stp x23, x24, [sp, #-16]!",
+    ".cfi_offset x24, -56",
+    ".cfi_offset x23, -64",
+    "stp x25, x26, [sp, #-16]!",
+    ".cfi_offset x26, -72",
+    ".cfi_offset x25, -80",
+    "stp x27, x28, [sp, #-16]!",
+    ".cfi_offset x28, -88",
+    ".cfi_offset x27, -96",
+    "stp d8, d9, [sp, #-16]!",
+    ".cfi_offset d9, -104",
+    ".cfi_offset d8, -112",
+    "stp d10, d11, [sp, #-16]!",
+    ".cfi_offset d11, -120",
+    ".cfi_offset d10, -128",
+    "stp d12, d13, [sp, #-16]!",
+    ".cfi_offset d13, -136",
+    ".cfi_offset d12, -144",
+    "stp d14, d15, [sp, #-16]!",
+    ".cfi_offset d15, -152",
+    ".cfi_offset d14, -160",
+    "adr x4, 2f",
+    "str x4, [sp, #-16]!",
+    "mov x4, sp",
+    "str x4, [x3]",
+    "mov sp, x2",
+    "blr x1",
+    "sub sp, x29, #160",
+    "b 3f",
+    "2:",
+    ".cfi_def_cfa sp, 176",
+    "mov x0, x2",
+    "3:",
+    "add sp, sp, #16",
+    ".cfi_def_cfa_offset 160",
+    "ldp d14, d15, [sp], #16",
+    ".cfi_def_cfa_offset 144",
+    "ldp d12, d13, [sp], #16",
+    ".cfi_def_cfa_offset 128",
+    "ldp d10, d11, [sp], #16",
+    ".cfi_def_cfa_offset 112",
+    "ldp d8, d9, [sp], #16",
+    ".cfi_def_cfa_offset 96",
+    "ldp x27, x28, [sp], #16",
+    ".cfi_def_cfa_offset 80",
+    "ldp x25, x26, [sp], #16",
+    ".cfi_def_cfa_offset 64",
+    "ldp x23, x24, [sp], #16",
+    ".cfi_def_cfa_offset 48",
+    "ldp x21, x22, [sp], #16",
+    ".cfi_def_cfa_offset 32",
+    "ldp x19, x20, [sp], #16",
+    ".cfi_def_cfa_offset 16",
+    "ldp x29, x30, [sp], #16",
+    ".cfi_def_cfa_offset 0",
+    "ret",
+    ".cfi_endproc",
+    ".size __gort_arch_v0_on_stack_resumable, . - __gort_arch_v0_on_stack_resumable",
+);
+
 // Frame saved by `switch` on the suspending context's stack (32 bytes, so
 // sp stays 16-aligned):
 //

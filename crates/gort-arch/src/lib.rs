@@ -17,6 +17,10 @@
 //!   `systemstack`).
 //! - [`current_sp`] reads the stack pointer.
 //!
+//! A fifth, [`on_stack_resumable`], is `on_stack` with the caller left as
+//! a context that a switch can resume: the way back from a callback's
+//! panic over C frames.
+//!
 //! Backends: x86_64 (System V), aarch64 (AAPCS64) and x86 (i386 System V),
 //! each in its own module behind `cfg`; any other architecture is a compile
 //! error. `docs/arch.md` draws the frames of each backend.
@@ -108,6 +112,12 @@ pub use trace::backtrace_of;
 extern "C" {
     fn __gort_arch_v0_start();
     fn __gort_arch_v0_on_stack(arg: *mut u8, f: unsafe extern "C" fn(*mut u8), top: usize);
+    fn __gort_arch_v0_on_stack_resumable(
+        arg: usize,
+        f: ResumableFn,
+        top: usize,
+        resume: *mut Context,
+    ) -> usize;
 }
 
 /// A suspended execution context: the stack pointer at which [`switch`] (or
@@ -300,6 +310,54 @@ pub unsafe fn on_stack<R, F: FnOnce() -> R>(stack_top: *mut u8, f: F) -> std::th
     };
     call.result
         .expect("on_stack: the closure did not run to completion")
+}
+
+/// The function [`on_stack_resumable`] runs on the other stack.
+pub type ResumableFn = unsafe extern "C" fn(arg: usize) -> usize;
+
+/// Calls `f(arg)` on the stack that ends at `stack_top` and returns its
+/// value, with the caller left resumable while `f` runs: `*resume` holds
+/// the caller, suspended as [`switch`] suspends a context. Whoever takes
+/// that context and switches to it with a value `v` (from `f`'s stack or
+/// from any stack `f` switched to) makes this call return `v`, abandoning
+/// the other stack as it stands.
+///
+/// The primitive under a call into C that a panic in a callback must be
+/// able to skip (gort-unwind's resume points): the normal path costs a
+/// plain call (every callee-saved register is pushed once and popped once,
+/// no context is made for `f`), and the other path is an ordinary switch.
+/// Backtraces taken inside `f` continue into the caller, as with
+/// [`on_stack`]. When the call returns, `*resume` is empty.
+///
+/// The two ways out cannot be told apart by this call: the caller makes
+/// `f`'s values and the values switched in distinct.
+///
+/// # Safety
+///
+/// - `stack_top` is the upper end of writable memory, aligned to
+///   [`STACK_ALIGN`], unused by anything else and large enough for `f`.
+/// - `resume` is valid for writes, and stays so and is not moved from
+///   until this call returns; the context in it is switched to at most
+///   once, only while `f` runs (or a context that `f` started runs), and
+///   only on this thread's stack: a switch back from another OS thread
+///   would leave this call running on that thread.
+/// - `f` must not unwind (it is `extern "C"`: a panic escaping it aborts).
+#[inline]
+pub unsafe fn on_stack_resumable(
+    stack_top: *mut u8,
+    f: ResumableFn,
+    arg: usize,
+    resume: *mut Context,
+) -> usize {
+    debug_assert!((stack_top as usize) % STACK_ALIGN == 0);
+    // SAFETY: forwarded from this function's contract. The trampoline
+    // preserves every callee-saved register on both ways out (it restores
+    // them from its own frame), so to the compiler it is a plain call.
+    let v = unsafe { __gort_arch_v0_on_stack_resumable(arg, f, stack_top as usize, resume) };
+    // SAFETY: `resume` is valid for writes (the contract); its context was
+    // consumed (switched to) or is stale now that the frame is gone.
+    unsafe { resume.write(Context::empty()) };
+    v
 }
 
 /// The current stack pointer.

@@ -97,6 +97,91 @@ global_asm!(
     ".size __gort_arch_v0_on_stack, . - __gort_arch_v0_on_stack",
 );
 
+// on_stack_resumable trampoline: cdecl
+// `__gort_arch_v0_on_stack_resumable(arg, f, top, resume) -> eax` calls
+// `f(arg)` with esp = top - 16, after saving every callee-saved register
+// in a frame that `switch` can resume, and storing that frame's address (a
+// suspended Context) in `*resume`.
+//
+//   original stack (CFA = the caller's esp before its call + 4)
+//   +---------------------------+
+//   | resume                    | CFA + 12 = ebp + 20
+//   | top                       | CFA + 8  = ebp + 16
+//   | f                         | CFA + 4  = ebp + 12
+//   | arg                       | CFA      = ebp + 8
+//   | caller's return address   | CFA - 4
+//   | ebp                       | CFA - 8  <- ebp while f runs
+//   | ebx                       | CFA - 12
+//   | esi                       | CFA - 16
+//   | edi                       | CFA - 20
+//   | resume address            | CFA - 24 <- *resume
+//   +---------------------------+
+//
+// Two ways out, both through the pops at 3: and a `ret` that matches the
+// caller's `call`:
+// - f returns: esp = ebp - 12 (the edi slot), eax = f's value.
+// - someone runs `switch(*resume, v)`: it loads esp = CFA - 24, pops the
+//   resume address and jumps there (.Lgort_resumable_resume) with edx = v;
+//   eax = v. ebp is the
+//   switcher's there, so the CFA is described from esp on that path.
+// While f runs the CFA is ebp + 8, so unwinders walk from f's frames
+// through this frame into the caller.
+global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl __gort_arch_v0_on_stack_resumable",
+    ".hidden __gort_arch_v0_on_stack_resumable",
+    ".type __gort_arch_v0_on_stack_resumable, @function",
+    "__gort_arch_v0_on_stack_resumable:",
+    ".cfi_startproc",
+    "push ebp",
+    ".cfi_def_cfa_offset 8",
+    ".cfi_offset ebp, -8",
+    "mov ebp, esp",
+    ".cfi_def_cfa_register ebp",
+    "push ebx",
+    ".cfi_offset ebx, -12",
+    "push esi",
+    ".cfi_offset esi, -16",
+    "push edi",
+    ".cfi_offset edi, -20",
+    // The address of 2: without eip-relative addressing; a call to the
+    // next instruction is not a real call to the return-stack predictor.
+    "call .Lgort_resumable_pc",
+    ".Lgort_resumable_pc:",
+    "pop eax",
+    "add eax, offset .Lgort_resumable_delta",
+    "push eax",
+    "mov ecx, [ebp + 20]", // resume
+    "mov [ecx], esp",
+    "mov eax, [ebp + 8]",  // arg
+    "mov ecx, [ebp + 12]", // f
+    "mov esp, [ebp + 16]", // top
+    "sub esp, 12",
+    "push eax", // esp = top - 16
+    "call ecx",
+    "lea esp, [ebp - 12]",
+    "jmp 3f",
+    ".Lgort_resumable_resume:",
+    ".cfi_def_cfa esp, 20",
+    "mov eax, edx",
+    "3:",
+    "pop edi",
+    ".cfi_def_cfa_offset 16",
+    "pop esi",
+    ".cfi_def_cfa_offset 12",
+    "pop ebx",
+    ".cfi_def_cfa_offset 8",
+    "pop ebp",
+    ".cfi_def_cfa_offset 4",
+    "ret",
+    ".cfi_endproc",
+    ".size __gort_arch_v0_on_stack_resumable, . - __gort_arch_v0_on_stack_resumable",
+    // (An expression of two labels is not accepted as an Intel-syntax
+    // immediate; a constant symbol is.)
+    ".set .Lgort_resumable_delta, .Lgort_resumable_resume - .Lgort_resumable_pc",
+);
+
 // Frame saved by `switch` on the suspending context's stack:
 //
 //   +---------------------------+

@@ -91,6 +91,83 @@ global_asm!(
     ".size __gort_arch_v0_on_stack, . - __gort_arch_v0_on_stack",
 );
 
+// on_stack_resumable trampoline:
+// `__gort_arch_v0_on_stack_resumable(arg: rdi, f: rsi, top: rdx,
+// resume: rcx) -> rax` calls `f(arg)` with rsp = top, after saving every
+// callee-saved register in a frame that `switch` can resume, and storing
+// that frame's address (a suspended Context) in `*resume`.
+//
+//   original stack (CFA = caller's rsp before its call + 8)
+//   +---------------------------+
+//   | caller's return address   | CFA - 8
+//   | rbp                       | CFA - 16 <- rbp while f runs
+//   | rbx                       | CFA - 24
+//   | r12                       | CFA - 32
+//   | r13                       | CFA - 40
+//   | r14                       | CFA - 48
+//   | r15                       | CFA - 56
+//   | resume address (2:)       | CFA - 64 <- *resume
+//   +---------------------------+
+//
+// Two ways out, both through the pops at 3: and a `ret` that matches the
+// caller's `call`:
+// - f returns: rsp = rbp - 40 (the r15 slot), rax = f's value.
+// - someone runs `switch(*resume, v)`: it loads rsp = CFA - 64, pops the
+//   resume address and jumps to 2: with rdx = v; rax = v. rbp is the
+//   switcher's there, so from 2: on the CFA is described from rsp.
+// While f runs the CFA is rbp + 16, so unwinders walk from f's frames
+// through this frame into the caller (backtraces inside f show who called).
+global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl __gort_arch_v0_on_stack_resumable",
+    ".hidden __gort_arch_v0_on_stack_resumable",
+    ".type __gort_arch_v0_on_stack_resumable, @function",
+    "__gort_arch_v0_on_stack_resumable:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "push rbx",
+    ".cfi_offset rbx, -24",
+    "push r12",
+    ".cfi_offset r12, -32",
+    "push r13",
+    ".cfi_offset r13, -40",
+    "push r14",
+    ".cfi_offset r14, -48",
+    "push r15",
+    ".cfi_offset r15, -56",
+    "lea rax, [rip + 2f]",
+    "push rax",
+    "mov [rcx], rsp",
+    "mov rsp, rdx",
+    "call rsi",
+    "lea rsp, [rbp - 40]",
+    "jmp 3f",
+    "2:",
+    ".cfi_def_cfa rsp, 56",
+    "mov rax, rdx",
+    "3:",
+    "pop r15",
+    ".cfi_def_cfa_offset 48",
+    "pop r14",
+    ".cfi_def_cfa_offset 40",
+    "pop r13",
+    ".cfi_def_cfa_offset 32",
+    "pop r12",
+    ".cfi_def_cfa_offset 24",
+    "pop rbx",
+    ".cfi_def_cfa_offset 16",
+    "pop rbp",
+    ".cfi_def_cfa_offset 8",
+    "ret",
+    ".cfi_endproc",
+    ".size __gort_arch_v0_on_stack_resumable, . - __gort_arch_v0_on_stack_resumable",
+);
+
 // Frame saved by `switch` on the suspending context's stack:
 //
 //   +---------------------+

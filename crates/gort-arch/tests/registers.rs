@@ -11,6 +11,9 @@
 //! the switch restored its registers while the other side's values were live
 //! in them.
 //!
+//! The last test does the same across `on_stack_resumable`, leaving it by
+//! returning and by a switch to the caller it left resumable.
+//!
 //! `hop` keeps nothing live across the switch (its argument and result are
 //! raw words in registers), so its compiled prologue saves only what the
 //! switch declares clobbered; the registers the switch's asm saves itself
@@ -369,8 +372,8 @@ fn describe(mask: usize) -> Vec<&'static str> {
 #[test]
 fn callee_saved_registers_survive_a_switch() {
     let stack = common::TestStack::new(64 * 1024);
-    // SAFETY: the stack outlives the context; this binary's only test, so
-    // the statics are not shared.
+    // SAFETY: the stack outlives the context; the only test that uses the
+    // statics, so they are not shared.
     let first = unsafe { init(stack.top(), other_entry, 0) };
     // Start the other context so that it, too, is suspended inside the
     // check routine from now on.
@@ -391,4 +394,65 @@ fn callee_saved_registers_survive_a_switch() {
     assert_eq!(other_rounds, 1000, "the other side checked once per resume");
     // The other context stays suspended inside its loop; its stack is
     // dropped with nothing of Rust's left to run on it.
+}
+
+/// What `via_resumable` needs: the other stack, the resume slot, and
+/// whether the callee leaves by returning or by a switch to the slot.
+struct Resumable {
+    top: *mut u8,
+    slot: Context,
+    by_switch: bool,
+}
+
+/// Runs `callee` through `on_stack_resumable`, from inside the check
+/// routine (so the caller's patterns are live across it).
+extern "C" fn via_resumable(arg: usize) -> usize {
+    let r = arg as *mut Resumable;
+    // SAFETY: `r` is the test's Resumable, alive for the whole call; its
+    // stack is unused.
+    unsafe { gort_arch::on_stack_resumable((*r).top, resumable_callee, arg, &raw mut (*r).slot) }
+}
+
+/// On the other stack: loads other patterns with the check routine, and
+/// from inside it either returns 11 or switches to the resume slot with 42.
+unsafe extern "C" fn resumable_callee(arg: usize) -> usize {
+    let mut out = 0;
+    // SAFETY: the routine calls leave(arg) with the other patterns live.
+    let mask = unsafe { gort_test_with_patterns(leave, arg, SEED_OTHER, &mut out) };
+    assert_eq!(mask, 0, "callee lost {:?}", describe(mask));
+    out
+}
+
+extern "C" fn leave(arg: usize) -> usize {
+    let r = arg as *mut Resumable;
+    // SAFETY: as in via_resumable; the slot holds the suspended caller of
+    // on_stack_resumable, switched to once.
+    unsafe {
+        if (*r).by_switch {
+            let caller = (*r).slot.take();
+            let _ = switch(caller, 42);
+            unreachable!("an abandoned callee was resumed");
+        }
+    }
+    11
+}
+
+#[test]
+fn callee_saved_registers_survive_on_stack_resumable_both_ways() {
+    let stack = common::TestStack::new(64 * 1024);
+    for round in 0..1000 {
+        let mut r = Resumable {
+            top: stack.top(),
+            slot: Context::empty(),
+            by_switch: round % 2 == 1,
+        };
+        let mut out = 0;
+        // SAFETY: the routine calls via_resumable(&r) with patterns live.
+        let mask = unsafe {
+            gort_test_with_patterns(via_resumable, &raw mut r as usize, SEED_MAIN, &mut out)
+        };
+        assert_eq!(mask, 0, "round {round}: lost {:?}", describe(mask));
+        assert_eq!(out, if r.by_switch { 42 } else { 11 }, "round {round}");
+        assert!(r.slot.is_empty(), "the slot is empty after the call");
+    }
 }

@@ -1,4 +1,4 @@
-//! Behaviour of init/switch/on_stack on the host target and, through
+//! Behaviour of init/switch/on_stack/on_stack_resumable on the host target and, through
 //! `cargo xtask test --target`, on aarch64 and i686 under qemu-user.
 
 mod common;
@@ -396,4 +396,143 @@ fn many_contexts_interleave() {
         assert_eq!(f.resume(0), id);
         assert!(f.is_done());
     }
+}
+
+/// The shared state of the on_stack_resumable tests: the callee's stack,
+/// the resume slot, and what the callee saw.
+struct Resumable {
+    slot: Context,
+    third: TestStack,
+    sp_in_callee: usize,
+    backtrace: String,
+}
+
+unsafe extern "C" fn resumable_returns(arg: usize) -> usize {
+    let r = arg as *mut Resumable;
+    // SAFETY: the test's Resumable outlives the call.
+    unsafe {
+        (*r).sp_in_callee = current_sp();
+        assert!(!(*r).slot.is_empty(), "the caller is resumable inside f");
+    }
+    0x1234
+}
+
+#[test]
+fn on_stack_resumable_returns_f_s_value_on_the_other_stack() {
+    let stack = TestStack::new(64 * 1024);
+    let mut r = Resumable {
+        slot: Context::empty(),
+        third: TestStack::new(64 * 1024),
+        sp_in_callee: 0,
+        backtrace: String::new(),
+    };
+    let outer = current_sp();
+    for _ in 0..10_000 {
+        // SAFETY: the stack is unused; r outlives the call.
+        let v = unsafe {
+            gort_arch::on_stack_resumable(
+                stack.top(),
+                resumable_returns,
+                &raw mut r as usize,
+                &raw mut r.slot,
+            )
+        };
+        assert_eq!(v, 0x1234);
+        assert!(r.slot.is_empty());
+        assert!(stack.contains(r.sp_in_callee));
+        assert_eq!(current_sp(), outer);
+    }
+}
+
+/// Starts a context on a third stack; that context switches to the caller
+/// left in the slot. The callee's frame and the third stack are abandoned.
+unsafe extern "C" fn resumable_leaves_from_a_third_context(arg: usize) -> usize {
+    unsafe extern "C" fn third(arg: usize, _from: Context, _: usize) -> ! {
+        let r = arg as *mut Resumable;
+        // SAFETY: the Resumable outlives the call; its slot holds the
+        // suspended caller, switched to once.
+        unsafe {
+            let caller = (*r).slot.take();
+            let _ = switch(caller, 77);
+        }
+        unreachable!("an abandoned context was resumed");
+    }
+    let r = arg as *mut Resumable;
+    // SAFETY: the third stack is unused; the context runs until it
+    // switches to the caller, abandoning this frame.
+    unsafe {
+        let ctx = init((*r).third.top(), third, arg);
+        let _ = switch(ctx, 0);
+    }
+    unreachable!("the callee was resumed after its caller left");
+}
+
+#[test]
+fn on_stack_resumable_returns_a_value_switched_in_from_another_context() {
+    let stack = TestStack::new(64 * 1024);
+    let mut r = Resumable {
+        slot: Context::empty(),
+        third: TestStack::new(64 * 1024),
+        sp_in_callee: 0,
+        backtrace: String::new(),
+    };
+    let outer = current_sp();
+    let live = vec![3u8; 3];
+    for _ in 0..10_000 {
+        // SAFETY: both stacks are unused at each call; r outlives it.
+        let v = unsafe {
+            gort_arch::on_stack_resumable(
+                stack.top(),
+                resumable_leaves_from_a_third_context,
+                &raw mut r as usize,
+                &raw mut r.slot,
+            )
+        };
+        assert_eq!(v, 77);
+        assert!(r.slot.is_empty());
+        assert_eq!(current_sp(), outer);
+    }
+    assert_eq!(black_box(live).iter().sum::<u8>(), 9);
+}
+
+unsafe extern "C" fn resumable_backtrace(arg: usize) -> usize {
+    let r = arg as *mut Resumable;
+    // SAFETY: the Resumable outlives the call.
+    unsafe { (*r).backtrace = format!("{}", Backtrace::force_capture()) };
+    0
+}
+
+#[inline(never)]
+fn on_stack_resumable_caller_marker(stack: &TestStack, r: &mut Resumable) {
+    // SAFETY: the stack is unused; r outlives the call.
+    unsafe {
+        gort_arch::on_stack_resumable(
+            stack.top(),
+            resumable_backtrace,
+            r as *mut Resumable as usize,
+            &raw mut r.slot,
+        )
+    };
+    black_box(r);
+}
+
+#[test]
+fn backtrace_inside_on_stack_resumable_continues_into_the_caller() {
+    let stack = TestStack::new(256 * 1024);
+    let mut r = Resumable {
+        slot: Context::empty(),
+        third: TestStack::new(4096),
+        sp_in_callee: 0,
+        backtrace: String::new(),
+    };
+    on_stack_resumable_caller_marker(&stack, &mut r);
+    let text = &r.backtrace;
+    assert!(
+        text.contains("__gort_arch_v0_on_stack_resumable"),
+        "the trampoline frame appears:\n{text}"
+    );
+    assert!(
+        text.contains("on_stack_resumable_caller_marker"),
+        "the walk crossed back to the original stack:\n{text}"
+    );
 }
