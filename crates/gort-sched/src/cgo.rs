@@ -38,7 +38,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use gort_arch::{Context, STACK_ALIGN};
-use gort_unwind::{Panic, UnwindState};
+use gort_unwind::Panic;
 
 use crate::g::{Status, G};
 use crate::runtime::{check_cancel, unlock_internal};
@@ -268,15 +268,24 @@ impl BoundM {
         gr.cancel.store(false, Ordering::Relaxed);
         gr.set_status(Status::Syscall);
         // SAFETY: the G's stack is owned by it and unused between callbacks.
-        let top = unsafe {
-            (*gr.stack.get())
-                .as_ref()
-                .expect("extra G has a stack")
-                .top()
-        };
-        set_current(ptr::null_mut(), self.m);
+        let stack = unsafe { (*gr.stack.get()).as_ref().expect("extra G has a stack") };
+        // The extra G is this thread's running goroutine for the callback
+        // (callback_loop's contract): current G and M, running stack, and
+        // its unwind state installed over the plain thread's.
+        set_current(g, self.m);
+        mr.curg.set(g);
+        gort_stack::set_running_stack(gr.id.get(), stack);
+        // SAFETY: the extra G's state lives as long as the G and is used
+        // only by this thread; the previous state goes back below, before
+        // the plain thread's code runs again.
+        let outer = unsafe { gort_unwind::install_state(gr.unwind.get()) };
         // SAFETY: forwarded; the extra G's stack is free.
-        let r = unsafe { run_callback(&self.sched, self.m, g, top, false, f) };
+        let r = unsafe { run_callback(&self.sched, self.m, g, stack.top(), false, f) };
+        // SAFETY: as above.
+        unsafe { gort_unwind::install_state(outer) };
+        gort_stack::clear_running_stack();
+        set_current(ptr::null_mut(), ptr::null_mut());
+        mr.curg.set(ptr::null_mut());
         gr.set_status(Status::Dead);
         r
     }
@@ -342,46 +351,25 @@ unsafe fn run_callback<R>(
         nested,
         panic: None,
     };
-    // The thread's unwind state is the goroutine's (nested) or the plain
-    // thread's (foreign): it waits in the G or here while the body runs,
-    // as execute expects of a suspended goroutine.
-    // SAFETY: g0-side state swap: the body runs with the G's state, and
-    // the thread gets back exactly what it had, below.
-    let outer = unsafe { gort_unwind::swap_thread_state(UnwindState::new()) };
-    let thread_state = if nested {
-        // SAFETY: g is not running (we act as its g0).
-        unsafe { *gr.unwind.get() = outer };
-        None
-    } else {
-        Some(outer)
-    };
     // SAFETY: top is free stack of g's; the entry gets `call`, which lives
     // in this frame until the body is done with it.
     let ctx = unsafe { gort_arch::init(top, callback_entry, (&raw mut call) as usize) };
-    // SAFETY: forwarded from the caller.
-    unsafe { sched.callback_loop(m, g, ctx) };
+    // SAFETY: forwarded from the caller; g is this thread's running
+    // goroutine (nested: it called into C; foreign: BoundM made it so).
+    let slow = unsafe { sched.callback_loop(m, g, ctx) };
     // The body finished: back on this frame, g in syscall state and in C.
     mr.g0.set(call.saved_g0.take());
-    // SAFETY: g is suspended for good (in C); its unwind state came back to
-    // it from the thread in execute.
-    let g_state = unsafe { std::mem::take(&mut *gr.unwind.get()) };
-    match thread_state {
-        None => {
-            // SAFETY: the goroutine continues in C and then in `call`: it
-            // is the execution on this thread again.
-            let _ = unsafe { gort_unwind::swap_thread_state(g_state) };
-            set_current(g, m);
-            mr.curg.set(g);
-            // SAFETY: g's stack is live while it runs.
-            if let Some(stack) = unsafe { &*gr.stack.get() } {
-                gort_stack::set_running_stack(gr.id.get(), stack);
-            }
-        }
-        Some(outer) => {
-            // SAFETY: the plain thread's own state goes back.
-            let _ = unsafe { gort_unwind::swap_thread_state(outer) };
-            set_current(ptr::null_mut(), ptr::null_mut());
-            mr.curg.set(ptr::null_mut());
+    if slow && nested {
+        // This frame scheduled the long way, as g0: the goroutine continues
+        // in C and then in `call`, so it is this thread's execution again.
+        // (The foreign path's caller puts back the plain thread's state.)
+        // SAFETY: g's state lives as long as g; it runs on this thread.
+        unsafe { gort_unwind::install_state(gr.unwind.get()) };
+        set_current(g, m);
+        mr.curg.set(g);
+        // SAFETY: g's stack is live while it runs.
+        if let Some(stack) = unsafe { &*gr.stack.get() } {
+            gort_stack::set_running_stack(gr.id.get(), stack);
         }
     }
     match call.panic.take() {

@@ -1965,67 +1965,74 @@ impl Sched {
             // stack, which stays valid while it is suspended; we read it
             // before making the G runnable again.
             let req = unsafe { &mut *(req as *mut Request<'_>) };
-            match req {
-                Request::Yield => {
-                    gr.owner_set_status(Status::Running, Status::Runnable);
-                    // Unlike Go's Gosched (global queue), yield goes to the
-                    // tail of the local queue: same fairness on this P,
-                    // stealable by others, and no lock.
-                    self.make_runnable(m, g, false);
-                    return;
-                }
-                Request::Park(unlock) => {
-                    gr.owner_set_status(Status::Running, Status::Waiting);
-                    if unlock(g) {
-                        // Usually the park follows a wake into runnext (a
-                        // channel partner, a joiner): run it from here.
-                        match self.next_after_park(mr) {
-                            Some(next) => {
-                                g = next;
-                                inherit = true;
-                                continue;
-                            }
-                            None => return,
-                        }
-                    }
-                    // The park was aborted: run it again at once, like
-                    // Go's park_m does when waitunlockf returns false;
-                    // unless a `ready` (shutdown's) got it first and
-                    // queued it.
-                    if !gr.try_cas_status(Status::Waiting, Status::Runnable) {
-                        return;
-                    }
-                    gr.wait_reason.set(WaitReason::None);
+            match self.handle_request(m, g, req) {
+                Some(next) => {
+                    g = next;
                     inherit = true;
-                    continue;
                 }
-                Request::Exit => {
-                    self.gdestroy(mr, gr);
-                    return;
+                None => return,
+            }
+        }
+    }
+
+    /// The g0 side of a goroutine's switch to g0 with `req` (the tail of
+    /// Go's `mcall` functions: park_m, gosched_m, goexit0, exitsyscall0):
+    /// `g` is suspended and its context saved. Returns the goroutine this
+    /// M runs next without going through `schedule` (inheriting the time
+    /// slice), or None to go back to the caller.
+    fn handle_request(&self, m: *mut M, g: GRef, req: &mut Request<'_>) -> Option<GRef> {
+        // SAFETY: m is this thread's M; g is suspended and ours.
+        let (mr, gr) = unsafe { (&*m, &*g.as_ptr()) };
+        match req {
+            Request::Yield => {
+                gr.owner_set_status(Status::Running, Status::Runnable);
+                // Unlike Go's Gosched (global queue), yield goes to the
+                // tail of the local queue: same fairness on this P,
+                // stealable by others, and no lock.
+                self.make_runnable(m, g, false);
+                None
+            }
+            Request::Park(unlock) => {
+                gr.owner_set_status(Status::Running, Status::Waiting);
+                if unlock(g) {
+                    // Usually the park follows a wake into runnext (a
+                    // channel partner, a joiner): run it from here.
+                    return self.next_after_park(mr);
                 }
-                Request::CallbackReturn => {
-                    // Back into syscall state, on the way back to C: the
-                    // callback's own loop (cgo::callback_loop) takes over.
-                    mr.callback_returned.set(true);
-                    return;
+                // The park was aborted: run it again at once, like Go's
+                // park_m does when waitunlockf returns false; unless a
+                // `ready` (shutdown's) got it first and queued it.
+                if !gr.try_cas_status(Status::Waiting, Status::Runnable) {
+                    return None;
                 }
-                Request::ExitSyscall => {
-                    gr.owner_set_status(Status::Syscall, Status::Runnable);
-                    let mut l = self.lock();
-                    if let Some(p) = self.pidle_get(&mut l) {
-                        drop(l);
-                        // SAFETY: p came off the idle list: ours now.
-                        unsafe { (*p).status.set_running() };
-                        mr.p.set(p);
-                        inherit = true;
-                        continue;
-                    }
-                    l.runq.push_back(g);
-                    self.runq_len.store(l.runq.len(), Ordering::Release);
+                gr.wait_reason.set(WaitReason::None);
+                Some(g)
+            }
+            Request::Exit => {
+                self.gdestroy(mr, gr);
+                None
+            }
+            Request::CallbackReturn => {
+                // Back into syscall state, on the way back to C: the
+                // callback's own loop (Sched::callback_loop) takes over.
+                mr.callback_returned.set(true);
+                None
+            }
+            Request::ExitSyscall => {
+                gr.owner_set_status(Status::Syscall, Status::Runnable);
+                let mut l = self.lock();
+                if let Some(p) = self.pidle_get(&mut l) {
                     drop(l);
-                    self.wakep();
-                    return;
+                    // SAFETY: p came off the idle list: ours now.
+                    unsafe { (*p).status.set_running() };
+                    mr.p.set(p);
+                    return Some(g);
                 }
+                l.runq.push_back(g);
+                self.runq_len.store(l.runq.len(), Ordering::Release);
+                drop(l);
+                self.wakep();
+                None
             }
         }
     }
@@ -2180,32 +2187,89 @@ impl Sched {
     /// finished and g is back in syscall state with `incgo` set and the
     /// thread lock dropped (in that order, by g itself).
     ///
+    /// The fast path, taken when the M gets its P back with one CAS and
+    /// the body does not park: one switch to the body and one back, with
+    /// none of `execute`'s bookkeeping. The caller has made g the running
+    /// goroutine of this thread for it (current G and M, unwind state,
+    /// running stack); they stay so. Returns false then. Otherwise (no P
+    /// at once, or the body switched to g0 for anything but its return)
+    /// this frame schedules the long way, as g0 does, and returns true:
+    /// the thread's current goroutine, unwind state and running stack are
+    /// g0's then, and the caller puts back what it needs.
+    ///
     /// # Safety
     /// As above; `m` and `g` belong to this Sched and to this thread now.
-    pub(crate) unsafe fn callback_loop(&self, m: *mut M, g: *mut G, body: Context) {
+    pub(crate) unsafe fn callback_loop(&self, m: *mut M, g: *mut G, body: Context) -> bool {
         // SAFETY: the caller's contract.
         let (mr, gr) = unsafe { (&*m, &*g) };
         crate::runtime::lock_m(m, g);
         gr.m.set(m);
-        if self.exit_syscall_fast(mr) {
-            gr.set_status(Status::Runnable);
+        if !self.exit_syscall_fast(mr) {
+            // SAFETY: forwarded.
+            unsafe { self.callback_wait_for_p(m, g, body) };
+            self.execute(m, GRef(NonNull::from(gr)), true);
+            self.callback_schedule(m, g);
+            return true;
+        }
+        // Syscall -> Running: only the goroutine's own M moves it (it is
+        // in syscall state on this M, and locked to it).
+        gr.owner_set_status(Status::Syscall, Status::Running);
+        mr.incgo.store(false, Ordering::Relaxed);
+        mr.ncallback
+            .store(mr.ncallback.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // SAFETY: `body` is the body's fresh context; it receives this
+        // frame's context as its g0 and switches back with a request.
+        let (gctx, req) = unsafe { gort_arch::switch(body, m as usize) };
+        // SAFETY: the goroutine passed a pointer to a Request on its own
+        // stack, valid while it is suspended.
+        let req = unsafe { &mut *(req as *mut Request<'_>) };
+        if matches!(req, Request::CallbackReturn) {
+            // The body's context is abandoned: it switched away for good.
+            drop(gctx);
+            return false;
+        }
+        // The body parked, yielded or waits for a P: from here on this
+        // frame is g0 the long way, as in `execute` after its switch.
+        // SAFETY: g is suspended; its context slot is ours. The thread's
+        // own unwind state is g0's (the caller reinstalls g's after).
+        unsafe {
+            *gr.ctx.get() = gctx;
+            gort_unwind::install_state(ptr::null());
+        }
+        gort_stack::clear_running_stack();
+        set_current(ptr::null_mut(), m);
+        mr.curg.set(ptr::null_mut());
+        let gref = GRef(NonNull::from(gr));
+        if let Some(next) = self.handle_request(m, gref, req) {
+            self.execute(m, next, true);
+        }
+        self.callback_schedule(m, g);
+        true
+    }
+
+    /// A callback's goroutine found no P at once (its old one was taken):
+    /// queue it as Go's exitsyscall0 does for a locked G, unless an idle P
+    /// appeared meanwhile (checked under the same lock that Ms going idle
+    /// take, so the G cannot be left queued with Ps idle), and wait until
+    /// an M with a P hands both over (startlockedm).
+    ///
+    /// # Safety
+    /// As `callback_loop`, before the body first runs.
+    #[cold]
+    unsafe fn callback_wait_for_p(&self, m: *mut M, g: *mut G, body: Context) {
+        // SAFETY: the caller's contract.
+        let (mr, gr) = unsafe { (&*m, &*g) };
+        gr.set_status(Status::Runnable);
+        let mut l = self.lock();
+        if let Some(p) = self.pidle_get(&mut l) {
+            drop(l);
+            mr.p.set(p);
         } else {
-            // Go's exitsyscall0 for a locked G: queue it, unless an idle P
-            // appeared meanwhile (checked under the same lock that Ms going
-            // idle take, so the G cannot be left queued with Ps idle), and
-            // wait until an M with a P hands both over (startlockedm).
-            gr.set_status(Status::Runnable);
-            let mut l = self.lock();
-            if let Some(p) = self.pidle_get(&mut l) {
-                drop(l);
-                mr.p.set(p);
-            } else {
-                l.runq.push_back(GRef(NonNull::from(gr)));
-                self.runq_len.store(l.runq.len(), Ordering::Release);
-                drop(l);
-                if !self.stop_locked_m(m) {
-                    fatal("a callback from C waited for a P while its runtime ended");
-                }
+            l.runq.push_back(GRef(NonNull::from(gr)));
+            self.runq_len.store(l.runq.len(), Ordering::Release);
+            drop(l);
+            if !self.stop_locked_m(m) {
+                fatal("a callback from C waited for a P while its runtime ended");
             }
         }
         mr.incgo.store(false, Ordering::Relaxed);
@@ -2213,16 +2277,20 @@ impl Sched {
             .store(mr.ncallback.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         // SAFETY: g is not running; its context slot is ours.
         unsafe { *gr.ctx.get() = body };
-        loop {
-            self.execute(m, GRef(NonNull::from(gr)), true);
-            if mr.callback_returned.replace(false) {
-                break;
-            }
-            // The body parked or yielded: this M runs nothing but g; wait
-            // until g is runnable and a P comes with it.
+    }
+
+    /// The long way of a callback's g0, after g's last switch to it was
+    /// handled: until g's body returns, wait for g to be handed back with
+    /// a P (it parked or yielded: this M runs nothing but g) and run it.
+    #[cold]
+    fn callback_schedule(&self, m: *mut M, g: *mut G) {
+        // SAFETY: m is this thread's M, g its locked goroutine.
+        let (mr, gr) = unsafe { (&*m, &*g) };
+        while !mr.callback_returned.replace(false) {
             if !self.stop_locked_m(m) {
                 fatal("a callback from C was blocked when its runtime ended");
             }
+            self.execute(m, GRef(NonNull::from(gr)), true);
         }
         // The body's context is abandoned: it switched away for good.
         // SAFETY: as above.

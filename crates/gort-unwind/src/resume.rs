@@ -16,13 +16,13 @@
 //!
 //! The resume point is a record in the caller's frame, pushed on a chain
 //! (per goroutine, see [`UnwindState`](crate::UnwindState)) on entry and
-//! popped on exit. The callee runs on a context made by `gort_arch::init`
-//! on the given stack, and hands its suspended caller to the record. When
-//! `f` returns, the callee switches back with the value. When a callback
-//! deeper down catches a panic at its boundary, it puts the panic in the
-//! innermost record and switches to the record's suspended caller: the
-//! caller resumes right after its switch, as if the callee had returned,
-//! and everything between (the boundary's frame, the C frames, `f` and the
+//! popped on exit. The callee runs on the given stack through
+//! `gort_arch::on_stack_resumable`, which leaves the caller suspended in
+//! the record while the callee runs: a plain call when `f` returns. When a
+//! callback deeper down catches a panic at its boundary, it puts the panic
+//! in the innermost record and switches to the record's suspended caller:
+//! the caller's call returns, as if the callee had returned, and
+//! everything between (the boundary's frame, the C frames, `f` and the
 //! trampoline) is abandoned without running anything in it. Only frames
 //! that are plain old frames at that moment may be abandoned; see
 //! docs/unwind.md for why each one is.
@@ -30,7 +30,7 @@
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gort_arch::{current_sp, init, switch, Context, STACK_ALIGN};
+use gort_arch::{current_sp, on_stack_resumable, switch, Context, STACK_ALIGN};
 
 use crate::fatal::{describe, fatal};
 use crate::{catch, hook, state, Panic};
@@ -55,8 +55,24 @@ pub(crate) struct ResumePoint {
     quiet: u32,
 }
 
+impl ResumePoint {
+    /// Records the chain's previous head and the quiet depth at the push.
+    pub(crate) fn link(&mut self, prev: *mut ResumePoint, quiet: u32) {
+        self.prev = prev;
+        self.quiet = quiet;
+    }
+
+    /// (previous head, quiet depth at the push).
+    pub(crate) fn links(&self) -> (*mut ResumePoint, u32) {
+        (self.prev, self.quiet)
+    }
+}
+
 /// What the callee's entry needs: the closure, a slot for its value, and the
 /// resume point. Lives in the caller's frame next to the resume point.
+///
+/// Must hold: `f` is taken once, by the entry; `result` is written only
+/// when the entry returns RETURNED.
 struct Call<F, R> {
     f: ManuallyDrop<F>,
     result: MaybeUninit<R>,
@@ -182,10 +198,10 @@ where
 {
     hook::ensure_installed();
     let mut rp = ResumePoint {
-        prev: state::resume_head(),
+        prev: std::ptr::null_mut(),
         caller: Context::empty(),
         panic: None,
-        quiet: state::quiet_depth(),
+        quiet: 0,
     };
     let rp_ptr = &raw mut rp;
     let mut call = Call::<F, R> {
@@ -193,46 +209,44 @@ where
         result: MaybeUninit::uninit(),
         rp: rp_ptr,
     };
-    state::set_resume_head(rp_ptr);
+    // SAFETY: rp lives in this frame until it is unlinked below.
+    unsafe { state::push_resume_point(rp_ptr) };
 
     let top = match top {
-        Some(t) => t,
+        Some(t) => ((t as usize) & !(STACK_ALIGN - 1)) as *mut u8,
         // Below everything this frame holds: locals live above the stack
-        // pointer, which stays put in the body of a function.
+        // pointer, which stays put in the body of a function, and the
+        // trampoline's own frame (a few words) goes above the gap too.
         None => ((current_sp() - below_gap()) & !(STACK_ALIGN - 1)) as *mut u8,
     };
-    // Nothing may run between init and the switch: init writes the callee's
-    // initial frame just below `top`, which in the `None` case is free stack
-    // below this frame that a call would use.
+    // The caller is left resumable in `rp.caller` while the callee runs:
+    // the callee returns RETURNED or PANICKED through the trampoline, or
+    // a callback's unwind_to_resume_point switches to `rp.caller` with
+    // PANICKED, abandoning the callee's stack as it stands.
     // SAFETY: the callee stack is valid per this function's contract; the
     // entry receives `call`, which stays alive in this frame until the
-    // callee is done with it (it switches back here, after which nothing
-    // runs on its stack again).
-    let (_abandoned, how) = unsafe {
-        let callee = init(top, entry::<F, R>, (&raw mut call) as usize);
-        switch(callee, 0)
+    // trampoline comes back here; `rp.caller` is switched to at most once
+    // (unwind_to_resume_point takes it), on this execution's thread.
+    let how = unsafe {
+        on_stack_resumable(
+            top,
+            entry::<F, R>,
+            (&raw mut call) as usize,
+            &raw mut rp.caller,
+        )
     };
-    // `_abandoned` is the callee, suspended for good in its trampoline
-    // (returned) or in a callback boundary (unwound): nothing on its stack
-    // runs again.
 
-    if state::resume_head() != rp_ptr {
+    // SAFETY: as above: rp is the record pushed above.
+    if !unsafe { state::pop_resume_point(rp_ptr) } {
         fatal(format_args!(
             "resume point chain corrupted: returning from a call with a resume point \
              that is not the innermost (was the unwind state swapped wrongly?)"
         ));
     }
-    state::set_resume_head(rp.prev);
-    debug_assert_eq!(
-        state::quiet_depth(),
-        rp.quiet,
-        "a quiet scope was abandoned by a callback's panic: \
-         a recover() in frames that a resume point skipped"
-    );
 
     match how {
         RETURNED => {
-            // SAFETY: the entry wrote the result before switching RETURNED.
+            // SAFETY: the entry wrote the result before returning RETURNED.
             Ok(unsafe { call.result.assume_init_read() })
         }
         PANICKED => {
@@ -250,23 +264,19 @@ where
     }
 }
 
-/// The callee's entry, on the callee stack: records the suspended caller in
-/// the resume point, runs `f` under a catch, and switches back.
+/// The callee, on the callee stack: runs `f` under a catch and returns
+/// how it ended (the trampoline hands that back to the caller).
 ///
 /// While `f` runs, this frame holds only raw pointers and the frames of the
 /// `catch` around `f` (no values with destructors: `f` has been moved into
 /// the call), so it may be abandoned.
-unsafe extern "C" fn entry<F: FnOnce() -> R, R>(arg: usize, from: Context, _value: usize) -> ! {
+unsafe extern "C" fn entry<F: FnOnce() -> R, R>(arg: usize) -> usize {
     let call = arg as *mut Call<F, R>;
     // SAFETY: `arg` is the `Call` in the suspended caller's frame, alive
-    // until we switch back; the caller touches it only after that.
-    let (rp, f) = unsafe {
-        let rp = (*call).rp;
-        (*rp).caller = from;
-        // `f` is taken exactly once, here; `call` never drops it.
-        (rp, ManuallyDrop::take(&mut (*call).f))
-    };
-    let how = match catch(false, f) {
+    // until the trampoline returns there; the caller touches it only after.
+    // `f` is taken exactly once, here; `call` never drops it.
+    let (rp, f) = unsafe { ((*call).rp, ManuallyDrop::take(&mut (*call).f)) };
+    match catch(false, f) {
         Ok(r) => {
             // SAFETY: as above; the result slot is written once.
             unsafe { (*call).result.write(r) };
@@ -277,16 +287,7 @@ unsafe extern "C" fn entry<F: FnOnce() -> R, R>(arg: usize, from: Context, _valu
             unsafe { (*rp).panic = Some(p) };
             PANICKED
         }
-    };
-    // SAFETY: the caller is suspended in `call`, and only this switch or an
-    // unwind_to_resume_point (which abandons this frame) resumes it.
-    unsafe {
-        let caller = (*rp).caller.take();
-        let _ = switch(caller, how);
     }
-    fatal(format_args!(
-        "a resume point's callee was resumed after it finished"
-    ))
 }
 
 /// The stack pointer at which the innermost resume point's caller is

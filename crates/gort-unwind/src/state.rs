@@ -190,11 +190,6 @@ pub(crate) fn quiet_exit() {
 }
 
 #[inline(never)]
-pub(crate) fn quiet_depth() -> u32 {
-    with_state(|s| s.quiet.get())
-}
-
-#[inline(never)]
 pub(crate) fn is_quiet() -> bool {
     with_state(|s| s.quiet.get() > 0)
 }
@@ -209,14 +204,47 @@ pub(crate) fn take_location() -> Option<Location> {
     with_state(|s| s.location.take())
 }
 
+/// Links `rp` as the innermost resume point of the running execution,
+/// recording the previous head and the quiet depth in it.
+///
+/// # Safety
+/// `rp` is a live record that stays at its address until
+/// [`pop_resume_point`] unlinks it.
 #[inline(never)]
-pub(crate) fn resume_head() -> *mut ResumePoint {
-    with_state(|s| s.resume.get())
+pub(crate) unsafe fn push_resume_point(rp: *mut ResumePoint) {
+    with_state(|s| {
+        // SAFETY: the caller's contract.
+        unsafe { (*rp).link(s.resume.get(), s.quiet.get()) };
+        s.resume.set(rp);
+    })
+}
+
+/// Unlinks `rp`; false (and nothing changed) if it is not the innermost.
+///
+/// # Safety
+/// `rp` was linked by [`push_resume_point`] and is still live.
+#[inline(never)]
+pub(crate) unsafe fn pop_resume_point(rp: *mut ResumePoint) -> bool {
+    with_state(|s| {
+        if s.resume.get() != rp {
+            return false;
+        }
+        // SAFETY: the caller's contract.
+        let (prev, quiet) = unsafe { (*rp).links() };
+        debug_assert_eq!(
+            s.quiet.get(),
+            quiet,
+            "a quiet scope was abandoned by a callback's panic: \
+             a recover() in frames that a resume point skipped"
+        );
+        s.resume.set(prev);
+        true
+    })
 }
 
 #[inline(never)]
-pub(crate) fn set_resume_head(rp: *mut ResumePoint) {
-    with_state(|s| s.resume.set(rp));
+pub(crate) fn resume_head() -> *mut ResumePoint {
+    with_state(|s| s.resume.get())
 }
 
 /// The interned file name that equals `file`, if it is the last one this
