@@ -2225,7 +2225,7 @@ impl Sched {
         let req = unsafe { &mut *(req as *mut Request<'_>) };
         if matches!(req, Request::CallbackReturn) {
             // The body's context is abandoned: it switched away for good.
-            drop(gctx);
+            let _abandoned = gctx;
             return false;
         }
         // The body parked, yielded or waits for a P: from here on this
