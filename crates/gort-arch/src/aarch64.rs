@@ -28,8 +28,8 @@ use std::arch::{asm, global_asm};
 // so the trampoline starts with sp = top - 32, x0 = the switcher's
 // suspended context and x2 = the value passed. It moves the arguments into place for
 // `entry(arg, from, value)`, sets sp = top (16-aligned as AAPCS64 requires
-// at all times), clears x29 and x30 to end frame-pointer walks, and calls
-// entry. Its CFI marks the return address column (x30) undefined, which
+// at all times), clears x29 to end frame-pointer walks, points x30 into
+// itself and branches to entry. Its CFI marks the return address column (x30) undefined, which
 // DWARF unwinders treat as the outermost frame.
 global_asm!(
     ".text",
@@ -44,8 +44,13 @@ global_asm!(
     "ldp x0, x3, [sp, #8]", // arg, entry
     "add sp, sp, #32",      // sp = top
     "mov x29, xzr",
-    "mov x30, xzr",
-    "blr x3",
+    // `blr` would push a return-address-predictor entry that no `ret`
+    // ever pops (entry never returns), and every return after the next
+    // switch would then mispredict. Set the link register by hand and
+    // branch: the same for the entry and for unwinders.
+    "adr x30, 2f",
+    "br x3",
+    "2:",
     "brk #0x1", // entry returned: it must not
     ".cfi_endproc",
     ".size __gort_arch_v0_start, . - __gort_arch_v0_start",

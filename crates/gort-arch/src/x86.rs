@@ -27,10 +27,11 @@ use std::arch::{asm, global_asm};
 // `switch` loads Context.sp into esp and does `pop ecx; jmp ecx`, so the
 // trampoline starts with esp = top - 12, eax = the switcher's suspended
 // context and edx = the value passed. It pushes the cdecl arguments of
-// `entry(arg, from, value)` so that esp = top - 16 (16-aligned) at the
-// `call`, clears ebp to end frame-pointer walks, and calls entry. Its CFI
-// marks the return address column (eip) undefined, which DWARF unwinders
-// treat as the outermost frame.
+// `entry(arg, from, value)` so that esp = top - 16 (16-aligned, where a
+// call instruction would be), clears ebp to end frame-pointer walks,
+// pushes a return address into itself and jumps to entry. Its CFI marks
+// the return address column (eip) undefined, which DWARF unwinders treat
+// as the outermost frame.
 global_asm!(
     ".text",
     ".p2align 4",
@@ -47,10 +48,20 @@ global_asm!(
     "push eax",           // from
     "push ebx",           // arg; esp = top - 16
     "xor ebp, ebp",
-    "call ecx",
+    // A `call` would push a return-stack-predictor entry that no `ret`
+    // ever pops (entry never returns), and every return after the next
+    // switch would then mispredict. Push the return address by hand (found
+    // with a call to the next instruction, which the predictor ignores)
+    // and jump: the same frame for the entry and for unwinders.
+    "call .Lgort_start_pc",
+    ".Lgort_start_pc:",
+    "add dword ptr [esp], offset .Lgort_start_delta", // esp = top - 20
+    "jmp ecx",
+    ".Lgort_start_ret:",
     "ud2", // entry returned: it must not
     ".cfi_endproc",
     ".size __gort_arch_v0_start, . - __gort_arch_v0_start",
+    ".set .Lgort_start_delta, .Lgort_start_ret - .Lgort_start_pc",
 );
 
 // on_stack trampoline: cdecl `__gort_arch_v0_on_stack(arg, f, top)` calls

@@ -27,9 +27,9 @@ use std::arch::{asm, global_asm};
 // `switch` loads Context.sp into rsp and does `pop rax; jmp rax`, so the
 // trampoline starts with rsp = top - 24, rdi = the switcher's suspended
 // context and rdx = the value passed. It moves the arguments into place for
-// `entry(arg, from, value)`, sets rsp = top (16-aligned, so the `call`
-// leaves rsp = 8 mod 16 at entry as the ABI requires), clears rbp to end
-// frame-pointer walks, and calls entry. Its CFI marks the return address
+// `entry(arg, from, value)`, sets rsp = top (16-aligned), clears rbp to end
+// frame-pointer walks, pushes a return address into itself (rsp = 8 mod 16
+// at entry, as the ABI requires after a call) and jumps to entry. Its CFI marks the return address
 // column (rip) undefined: DWARF unwinders (libgcc, gdb) treat that as the
 // outermost frame, so backtraces taken inside the context stop there.
 global_asm!(
@@ -46,7 +46,14 @@ global_asm!(
     "mov rax, [rsp + 8]", // entry
     "add rsp, 24",        // rsp = top
     "xor ebp, ebp",
-    "call rax",
+    // A `call` would push a return-stack-predictor entry that no `ret`
+    // ever pops (entry never returns), and every return after the next
+    // switch would then mispredict. Push the return address by hand and
+    // jump: the same frame for the entry and for unwinders.
+    "lea rcx, [rip + 2f]",
+    "push rcx", // rsp = top - 8, as after a call
+    "jmp rax",
+    "2:",
     "ud2", // entry returned: it must not
     ".cfi_endproc",
     ".size __gort_arch_v0_start, . - __gort_arch_v0_start",
