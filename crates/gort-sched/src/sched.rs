@@ -1661,7 +1661,7 @@ impl Sched {
     /// times syscalls by watching `syscalltick`) and no read-modify-write
     /// on shared memory (see `watch_syscall` for how sysmon still never
     /// misses one).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter_syscall(&self, g: &G) {
         let m = g.m.get();
         // SAFETY: g runs on m (read after its last switch).

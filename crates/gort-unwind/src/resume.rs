@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use gort_arch::{current_sp, on_stack_resumable, switch, Context, STACK_ALIGN};
 
 use crate::fatal::{describe, fatal};
-use crate::{catch, hook, state, Panic};
+use crate::{catch, state, Panic};
 
 /// A resume point: lives in the frame of [`call_with_resume_point`] while
 /// the callee runs.
@@ -157,7 +157,7 @@ where
     F: FnOnce() -> R,
 {
     // SAFETY: forwarded from this function's contract.
-    unsafe { call(None, hook, f) }
+    unsafe { call_below(hook, f) }
 }
 
 /// Bytes between the stack pointer of [`call_with_resume_point_below`] and
@@ -188,15 +188,28 @@ fn min_signal_frame() -> usize {
     0
 }
 
-/// The body of both entry points. Never inlined: `None` places the callee
-/// below this function's frame, which must be fixed while it runs.
+/// [`call_with_resume_point_below`]'s body. Never inlined: the callee
+/// goes below this function's frame, which must be fixed while it runs.
 #[inline(never)]
+unsafe fn call_below<R, H, F>(hook: H, f: F) -> Result<R, Panic>
+where
+    H: FnOnce(&Panic),
+    F: FnOnce() -> R,
+{
+    // SAFETY: forwarded.
+    unsafe { call(None, hook, f) }
+}
+
+/// The body of both entry points, inlined into the callers: with `None`
+/// only through `call_below`, whose frame stays put.
+#[inline(always)]
 unsafe fn call<R, H, F>(top: Option<*mut u8>, hook: H, f: F) -> Result<R, Panic>
 where
     H: FnOnce(&Panic),
     F: FnOnce() -> R,
 {
-    hook::ensure_installed();
+    // (The hook is installed by the `catch` in `entry`, before anything
+    // can panic.)
     let mut rp = ResumePoint {
         prev: std::ptr::null_mut(),
         caller: Context::empty(),
