@@ -407,6 +407,31 @@ struct Resumable {
     backtrace: String,
 }
 
+impl Resumable {
+    fn new(third: usize) -> Resumable {
+        Resumable {
+            slot: Context::empty(),
+            third: TestStack::new(third),
+            sp_in_callee: 0,
+            backtrace: String::new(),
+        }
+    }
+
+    /// Runs `f(self)` through on_stack_resumable on `stack`.
+    fn run(&mut self, stack: &TestStack, f: gort_arch::ResumableFn) -> usize {
+        // SAFETY: the stack is unused at each call (the tests' callees
+        // finish or are abandoned before the next); self outlives the call.
+        unsafe {
+            gort_arch::on_stack_resumable(
+                stack.top(),
+                f,
+                self as *mut Resumable as usize,
+                &raw mut self.slot,
+            )
+        }
+    }
+}
+
 unsafe extern "C" fn resumable_returns(arg: usize) -> usize {
     let r = arg as *mut Resumable;
     // SAFETY: the test's Resumable outlives the call.
@@ -420,23 +445,10 @@ unsafe extern "C" fn resumable_returns(arg: usize) -> usize {
 #[test]
 fn on_stack_resumable_returns_f_s_value_on_the_other_stack() {
     let stack = TestStack::new(64 * 1024);
-    let mut r = Resumable {
-        slot: Context::empty(),
-        third: TestStack::new(64 * 1024),
-        sp_in_callee: 0,
-        backtrace: String::new(),
-    };
+    let mut r = Resumable::new(64 * 1024);
     let outer = current_sp();
     for _ in 0..10_000 {
-        // SAFETY: the stack is unused; r outlives the call.
-        let v = unsafe {
-            gort_arch::on_stack_resumable(
-                stack.top(),
-                resumable_returns,
-                &raw mut r as usize,
-                &raw mut r.slot,
-            )
-        };
+        let v = r.run(&stack, resumable_returns);
         assert_eq!(v, 0x1234);
         assert!(r.slot.is_empty());
         assert!(stack.contains(r.sp_in_callee));
@@ -470,24 +482,11 @@ unsafe extern "C" fn resumable_leaves_from_a_third_context(arg: usize) -> usize 
 #[test]
 fn on_stack_resumable_returns_a_value_switched_in_from_another_context() {
     let stack = TestStack::new(64 * 1024);
-    let mut r = Resumable {
-        slot: Context::empty(),
-        third: TestStack::new(64 * 1024),
-        sp_in_callee: 0,
-        backtrace: String::new(),
-    };
+    let mut r = Resumable::new(64 * 1024);
     let outer = current_sp();
     let live = vec![3u8; 3];
     for _ in 0..10_000 {
-        // SAFETY: both stacks are unused at each call; r outlives it.
-        let v = unsafe {
-            gort_arch::on_stack_resumable(
-                stack.top(),
-                resumable_leaves_from_a_third_context,
-                &raw mut r as usize,
-                &raw mut r.slot,
-            )
-        };
+        let v = r.run(&stack, resumable_leaves_from_a_third_context);
         assert_eq!(v, 77);
         assert!(r.slot.is_empty());
         assert_eq!(current_sp(), outer);
@@ -504,27 +503,14 @@ unsafe extern "C" fn resumable_backtrace(arg: usize) -> usize {
 
 #[inline(never)]
 fn on_stack_resumable_caller_marker(stack: &TestStack, r: &mut Resumable) {
-    // SAFETY: the stack is unused; r outlives the call.
-    unsafe {
-        gort_arch::on_stack_resumable(
-            stack.top(),
-            resumable_backtrace,
-            r as *mut Resumable as usize,
-            &raw mut r.slot,
-        )
-    };
+    r.run(stack, resumable_backtrace);
     black_box(r);
 }
 
 #[test]
 fn backtrace_inside_on_stack_resumable_continues_into_the_caller() {
     let stack = TestStack::new(256 * 1024);
-    let mut r = Resumable {
-        slot: Context::empty(),
-        third: TestStack::new(4096),
-        sp_in_callee: 0,
-        backtrace: String::new(),
-    };
+    let mut r = Resumable::new(4096);
     on_stack_resumable_caller_marker(&stack, &mut r);
     let text = &r.backtrace;
     assert!(
