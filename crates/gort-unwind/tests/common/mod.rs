@@ -2,33 +2,13 @@
 #![allow(dead_code)]
 
 use std::cell::Cell;
-use std::ffi::{c_void, OsString};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ffi::c_void;
+use std::process::Output;
 
 use gort_arch::{init, switch, Context};
 use gort_stack::{Stack, StackConfig};
 use gort_unwind::{callback_boundary, catch, swap_thread_state, Panic, UnwindState};
 use gort_unwind_cframes::{gort_c_call, gort_c_call_deep, gort_c_recurse, Marks};
-
-// ---------------------------------------------------------------------------
-// Targets and scaling
-// ---------------------------------------------------------------------------
-
-/// Whether the tests run under qemu-user (`cargo xtask test` sets
-/// GORT_UNDER_QEMU=1 there).
-pub fn under_qemu() -> bool {
-    std::env::var("GORT_UNDER_QEMU").is_ok_and(|v| v == "1")
-}
-
-/// Iterations scaled down under qemu, where everything runs ~10x slower.
-pub fn scaled(native: usize) -> usize {
-    if under_qemu() {
-        (native / 10).max(1)
-    } else {
-        native
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Stacks
@@ -214,100 +194,16 @@ impl Fiber {
 }
 
 // ---------------------------------------------------------------------------
-// Child processes (death tests), as gort-stack's tests do it
+// Child processes (death tests): gort-stack's helpers, shared by every
+// test crate that re-executes itself
 // ---------------------------------------------------------------------------
 
-/// Environment variable that puts a re-executed test binary in the child
-/// role of the test it names.
-pub const CHILD_ROLE: &str = "GORT_UNWIND_TEST_CHILD";
+#[path = "../../../gort-stack/tests/common/mod.rs"]
+mod shared;
 
-/// Whether this process is the child of test `name`.
-pub fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ROLE).is_ok_and(|v| v == name)
-}
-
-/// A command that runs this test binary again.
-///
-/// Natively that is `current_exe()`. A cross-compiled test binary runs under
-/// a runner (qemu-user, or the i686 loader), and exec of it from inside the
-/// runner fails unless binfmt_misc is set up, so the child goes through the
-/// same runner: GORT_TEST_RUNNER (set by `cargo xtask test`), else cargo's
-/// CARGO_TARGET_<TRIPLE>_RUNNER, with argv[0] naming the test binary.
-pub fn self_command() -> Command {
-    let runner = std::env::var("GORT_TEST_RUNNER")
-        .ok()
-        .or_else(|| std::env::var(format!("CARGO_TARGET_{}_RUNNER", target_triple_env())).ok())
-        .filter(|r| !r.trim().is_empty());
-    match runner {
-        Some(r) => {
-            let mut words = r.split_whitespace();
-            let mut c = Command::new(words.next().unwrap());
-            c.args(words);
-            c.arg(
-                std::env::args_os()
-                    .next()
-                    .unwrap_or_else(|| OsString::from("?")),
-            );
-            c
-        }
-        None => Command::new(std::env::current_exe().expect("current_exe")),
-    }
-}
-
-fn target_triple_env() -> &'static str {
-    if cfg!(target_arch = "x86_64") {
-        "X86_64_UNKNOWN_LINUX_GNU"
-    } else if cfg!(target_arch = "aarch64") {
-        "AARCH64_UNKNOWN_LINUX_GNU"
-    } else if cfg!(target_arch = "x86") {
-        "I686_UNKNOWN_LINUX_GNU"
-    } else {
-        "UNKNOWN"
-    }
-}
-
-/// Runs test `name` of this binary again as a child in the child role and
-/// returns its output; kills it after 120 s.
-pub fn run_child(name: &str) -> Output {
-    let mut cmd = self_command();
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, name)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut out, &mut v).ok();
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut v).ok();
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("child {name} still running after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
+// Each test crate uses a subset.
+#[allow(unused_imports)]
+pub use shared::{is_child, run_child, scaled, under_qemu};
 
 /// The child's status and output, for assertion messages.
 pub fn describe(out: &Output) -> String {
