@@ -25,6 +25,7 @@ mod membarrier;
 mod note;
 #[doc(hidden)]
 pub mod pstatus;
+mod retake;
 pub mod runq;
 mod runtime;
 mod sched;

@@ -23,7 +23,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Counters, schedtrace and goroutine dumps (a child module: it reads the
 /// scheduler's private state).
@@ -1750,46 +1750,51 @@ impl Sched {
         }
     }
 
-    /// Go's `retake`: hands off the P of every M that has been in the same
-    /// syscall for 20 µs or more (the same `syscalltick` seen on two
-    /// sysmon passes that far apart), unless nothing is waiting for it (no
-    /// local work and spare Ms or Ps to take new work) and it has been less
-    /// than 10 ms. Returns whether any P is in a syscall.
-    fn retake(&self, now: u64, watch: &mut Vec<(u32, u64)>) -> bool {
+    /// Go's `retake`: hands off the P of every M whose syscall is long
+    /// (see `retake.rs`: watched for 20 µs, or the P's next syscall after
+    /// a long one), unless nothing is waiting for the P (no local work and
+    /// spare Ms or Ps to take new work) and sysmon has watched it for less
+    /// than 10 ms. `now` is this pass, `prev` the previous one. Returns
+    /// whether any P is in a syscall, and when the next syscall not yet
+    /// long enough becomes due (for sysmon's sleep).
+    fn retake(
+        &self,
+        now: u64,
+        prev: u64,
+        watch: &mut Vec<crate::retake::Watch>,
+    ) -> (bool, Option<u64>) {
         let mut any = false;
+        let mut next_due: Option<u64> = None;
         for p in self.allp() {
             if watch.len() <= p.id {
-                watch.resize(p.id + 1, (0, 0));
+                watch.resize(p.id + 1, Default::default());
             }
+            let w = &mut watch[p.id];
             if !p.status.in_syscall() {
+                w.clear();
                 continue;
             }
             any = true;
-            let tick = p.syscalltick.load(Ordering::Relaxed);
-            let seen = &mut watch[p.id];
-            if seen.0 != tick || seen.1 == 0 {
-                // A syscall sysmon has not seen before: start its clock.
-                *seen = (tick, now.max(1));
-                continue;
-            }
-            let age = now.saturating_sub(seen.1);
-            if age < 20_000 {
-                continue;
-            }
+            let seen = w.observe(p.syscalltick.load(Ordering::Relaxed), now, prev);
             let spare =
                 self.nmspinning.load(Ordering::Acquire) + self.npidle.load(Ordering::Acquire) > 0;
             let waiting = !p.runq.is_empty() || self.runq_len.load(Ordering::Acquire) > 0;
-            if !waiting && spare && age < 10_000_000 {
+            if !waiting && spare && seen.watched < 10_000_000 {
+                continue;
+            }
+            if seen.due > now {
+                next_due = Some(next_due.map_or(seen.due, |d| d.min(seen.due)));
                 continue;
             }
             if p.status.try_retake() {
+                w.retaken();
                 self.handoffs.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: winning the retake made p ours.
                 p.status.set_running();
                 self.handoffp(p as *const P as *mut P);
             }
         }
-        any
+        (any, next_due)
     }
 
     /// Sum of every P's `syscalltick`: changes when any syscall started.
@@ -1813,10 +1818,11 @@ impl Sched {
         }
     }
 
-    /// Go's `sysmon`: a thread without a P. Fires timers when they are due
-    /// and sleeps until the next one; with none pending it sleeps until a
-    /// timer is added, so an idle runtime costs no CPU. (Retaking Ps from
-    /// Ms stuck in syscalls comes with syscalls, issue 6.)
+    /// Go's `sysmon`: a thread without a P. Fires timers when they are due,
+    /// retakes the Ps of Ms stuck in syscalls (`retake`), and sleeps until
+    /// the next timer, poll or retake; with no timer pending and no syscall
+    /// made for 10 ms it sleeps until a timer is added or a syscall starts,
+    /// so an idle runtime costs no CPU.
     pub(crate) fn sysmon(&self) {
         // Linux delays a timed sleep by up to the thread's timer slack, 50
         // µs by default: that turned the 25 µs polls below into ~75 µs.
@@ -1827,10 +1833,11 @@ impl Sched {
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
         }
-        // Per P: the syscalltick sysmon last saw, and when it first saw it.
-        let mut watch: Vec<(u32, u64)> = Vec::new();
+        // Per P: the syscall in flight and when sysmon first saw it.
+        let mut watch: Vec<crate::retake::Watch> = Vec::new();
         let mut last_ticks = self.syscall_ticks();
         let mut last_activity = 0u64;
+        let mut prev_pass = 0u64;
         loop {
             if self.finished.load(Ordering::Acquire) {
                 return;
@@ -1857,17 +1864,20 @@ impl Sched {
                 self.sysmon_checkdead();
             }
             let now_ns = self.now_nanos();
-            let in_syscall = self.retake(now_ns, &mut watch);
+            let (in_syscall, due) = self.retake(now_ns, prev_pass, &mut watch);
+            prev_pass = now_ns;
             let ticks = self.syscall_ticks();
             if ticks != last_ticks {
                 last_ticks = ticks;
                 last_activity = now_ns;
             }
             // Poll every 25 µs while a P is in a syscall or syscalls were
-            // made in the last 10 ms, so a stuck syscall loses its P within
-            // ~50 µs every time (Go backs off to 10 ms sleeps here, which is
-            // what makes its repeated handoffs take 20 ms). Otherwise sleep
-            // until the next timer: an idle runtime costs nothing.
+            // made in the last 10 ms, and wake exactly when a syscall seen
+            // in flight becomes long enough to retake, so a stuck syscall
+            // loses its P within a poll and 20 µs every time (Go backs off
+            // to 10 ms sleeps here, which is what makes its handoffs after
+            // a quiet spell take up to 20 ms). Otherwise sleep until the next
+            // timer: an idle runtime costs nothing.
             let mut poll = in_syscall || now_ns.saturating_sub(last_activity) < 10_000_000;
             if !poll {
                 self.sysmon_polling.store(false, Ordering::Relaxed);
@@ -1883,9 +1893,16 @@ impl Sched {
             let until_timer = next.map(|when| when.saturating_duration_since(Instant::now()));
             match (poll, until_timer) {
                 (true, t) => {
-                    let tick = std::time::Duration::from_micros(25);
-                    self.sysmon_note
-                        .sleep_timeout(t.map_or(tick, |t| t.min(tick)));
+                    let mut d = Duration::from_micros(25);
+                    if let Some(due) = due {
+                        d = d.min(Duration::from_nanos(due.saturating_sub(self.now_nanos())));
+                    }
+                    if let Some(t) = t {
+                        d = d.min(t);
+                    }
+                    if !d.is_zero() {
+                        self.sysmon_note.sleep_timeout(d);
+                    }
                 }
                 (false, Some(t)) => {
                     if !t.is_zero() {

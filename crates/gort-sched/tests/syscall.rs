@@ -61,6 +61,43 @@ fn a_blocking_syscall_does_not_stop_other_goroutines_at_procs_1() {
 }
 
 #[test]
+fn repeated_blocking_syscalls_each_hand_the_p_to_the_waiting_goroutine() {
+    // The same goroutine blocks again and again in one runtime (sysmon
+    // retakes its P at first sight from the second call on, see
+    // retake.rs); each time a goroutine made runnable just before must
+    // run while the call still blocks, not after it.
+    let rounds = if under_qemu() { 5 } else { 20 };
+    let (ran_during, handoffs) = rt(1)
+        .run(move || {
+            let before = gort_sched::stats().syscall_handoffs;
+            let mut ran_during = 0;
+            for _ in 0..rounds {
+                let ran = Arc::new(AtomicBool::new(false));
+                let r = ran.clone();
+                let other = go(move || r.store(true, Ordering::SeqCst));
+                // 20 ms: 100x the 200 µs target, so a miss is a bug, not
+                // a slow machine.
+                let during = syscall(|| {
+                    usleep(20_000);
+                    ran.load(Ordering::SeqCst)
+                });
+                other.join().unwrap();
+                ran_during += usize::from(during);
+            }
+            (ran_during, gort_sched::stats().syscall_handoffs - before)
+        })
+        .unwrap();
+    assert_eq!(
+        ran_during, rounds,
+        "the other goroutine ran during the call"
+    );
+    assert!(
+        handoffs >= rounds as u64,
+        "{handoffs} handoffs for {rounds} calls"
+    );
+}
+
+#[test]
 fn many_syscalls_alongside_compute_goroutines_all_complete() {
     let n = if under_qemu() { 40 } else { 200 };
     let done = rt(2)

@@ -1,0 +1,212 @@
+//! sysmon's record of the syscalls in flight on each P, and when one is
+//! long enough to retake (Go's `sysmontick` and the timing half of
+//! `retake`).
+//!
+//! `enter_syscall` reads no clock (it is the hot path of every C call): it
+//! bumps the P's `syscalltick` with a plain load and store, and sysmon
+//! times each syscall from its own passes. A syscall sysmon sees for the
+//! first time at a pass began after the previous pass (which did not see
+//! it) and before this one, so sysmon's own clock brackets its start
+//! without any timestamp from the syscall side: a timestamp that sysmon
+//! published and `enter_syscall` copied would say no more than "after the
+//! previous pass".
+//!
+//! Two ways for a syscall to become long enough to retake:
+//!
+//! - proven: sysmon has watched it for `LONG_NS` (it was in flight at a
+//!   pass and still is, same tick, `LONG_NS` later). sysmon sleeps until
+//!   exactly then instead of waiting for its next regular poll.
+//! - presumed: it is the next syscall on a P whose previous syscall was
+//!   long (proven, or retaken), and it may have run `LONG_NS` already (the
+//!   previous pass was that long ago): retaken at first sight. A goroutine
+//!   that blocks in a syscall, gets its P retaken, and blocks again
+//!   (`read` in a loop, a worker in a blocking C call) loses its P within
+//!   one poll of every call, not one poll plus `LONG_NS`. Short calls in a
+//!   loop never qualify: their ticks move by more than one between passes,
+//!   so at most one short call is retaken per long one.
+//!
+//! Go gets the second behaviour by accident: its `syscalltick` moves only
+//! on the fast exit path, so after a retake the same P's next syscall
+//! carries the old tick and is retaken at first sight (its repeated
+//! handoffs take ~10 µs here, its first one a poll more).
+
+/// How long a syscall runs before its P may be retaken (Go: one sysmon
+/// tick, at least 20 µs).
+pub(crate) const LONG_NS: u64 = 20_000;
+
+/// sysmon's record of one P between passes. Owned by sysmon alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Watch {
+    /// The `syscalltick` of the syscall in flight at the last pass
+    /// (meaningful while `since != 0`).
+    tick: u32,
+    /// sysmon's clock at the first pass that saw that syscall; 0: the P
+    /// was not in a syscall at the last pass.
+    since: u64,
+    /// sysmon's clock at the pass before `since`: the syscall began after.
+    after: u64,
+    /// The tick of this P's last syscall known (or presumed) to be long.
+    long: Option<u32>,
+}
+
+/// What sysmon knows of a syscall in flight at a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// How long sysmon has watched it (its age is at least this), ns.
+    pub(crate) watched: u64,
+    /// When it may be retaken (sysmon's clock, ns); `<= now`: now.
+    pub(crate) due: u64,
+}
+
+impl Watch {
+    /// The P is not in a syscall at this pass.
+    pub(crate) fn clear(&mut self) {
+        self.since = 0;
+    }
+
+    /// The P is in syscall `tick` at this pass, at `now`; sysmon's
+    /// previous pass was at `prev` (0: none).
+    pub(crate) fn observe(&mut self, tick: u32, now: u64, prev: u64) -> Seen {
+        if self.since == 0 || self.tick != tick {
+            // Not in flight at the previous pass: it began after `prev`.
+            self.tick = tick;
+            self.since = now.max(1);
+            self.after = prev;
+        }
+        let watched = now.saturating_sub(self.since);
+        if watched >= LONG_NS {
+            self.long = Some(tick);
+        }
+        let proven = self.since.saturating_add(LONG_NS);
+        let due = if self.long == Some(tick.wrapping_sub(1)) {
+            proven.min(self.after.saturating_add(LONG_NS))
+        } else {
+            proven
+        };
+        Seen { watched, due }
+    }
+
+    /// sysmon retook the P of the syscall last observed: its next syscall
+    /// is presumed long too.
+    pub(crate) fn retaken(&mut self) {
+        self.long = Some(self.tick);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: u64 = 1_000;
+
+    #[test]
+    fn a_syscall_is_due_once_watched_for_long_ns() {
+        let mut w = Watch::default();
+        // First seen at 100 µs (previous pass at 60 µs): due at 120 µs.
+        let s = w.observe(7, 100 * US, 60 * US);
+        assert_eq!(
+            s,
+            Seen {
+                watched: 0,
+                due: 120 * US
+            }
+        );
+        // Still the same syscall 15 µs later: not yet.
+        let s = w.observe(7, 115 * US, 100 * US);
+        assert_eq!(s.watched, 15 * US);
+        assert!(s.due > 115 * US);
+        // At 120 µs: due.
+        let s = w.observe(7, 120 * US, 115 * US);
+        assert!(s.due <= 120 * US);
+    }
+
+    #[test]
+    fn a_new_tick_restarts_the_watch() {
+        let mut w = Watch::default();
+        w.observe(7, 100 * US, 60 * US);
+        // Another syscall (tick 9: 8 came and went) at the next pass.
+        let s = w.observe(9, 140 * US, 100 * US);
+        assert_eq!(
+            s,
+            Seen {
+                watched: 0,
+                due: 160 * US
+            }
+        );
+        // A pass with the P out of its syscall, then its next one.
+        w.clear();
+        let s = w.observe(10, 200 * US, 180 * US);
+        assert_eq!(
+            s,
+            Seen {
+                watched: 0,
+                due: 220 * US
+            }
+        );
+    }
+
+    #[test]
+    fn the_syscall_after_a_long_one_is_due_at_first_sight() {
+        let mut w = Watch::default();
+        w.observe(7, 100 * US, 60 * US);
+        w.observe(7, 125 * US, 100 * US); // proven long
+        w.clear();
+        // The P's next syscall, first seen a poll later: due now.
+        let s = w.observe(8, 300 * US, 250 * US);
+        assert!(s.due <= 300 * US, "{s:?}");
+    }
+
+    #[test]
+    fn the_syscall_after_a_retaken_one_is_due_at_first_sight() {
+        let mut w = Watch::default();
+        w.observe(3, 100 * US, 60 * US);
+        w.retaken();
+        w.clear();
+        let s = w.observe(4, 200 * US, 150 * US);
+        assert!(s.due <= 200 * US, "{s:?}");
+    }
+
+    #[test]
+    fn presumption_waits_until_the_syscall_may_have_run_long_ns() {
+        let mut w = Watch::default();
+        w.observe(3, 100 * US, 60 * US);
+        w.retaken();
+        w.clear();
+        // The previous pass was only 5 µs ago: the syscall is at most 5 µs
+        // old; due 20 µs after that pass.
+        let s = w.observe(4, 205 * US, 200 * US);
+        assert_eq!(s.due, 220 * US);
+    }
+
+    #[test]
+    fn short_syscalls_in_between_break_the_presumption() {
+        let mut w = Watch::default();
+        w.observe(3, 100 * US, 60 * US);
+        w.retaken();
+        w.clear();
+        // Ticks 4 and 5 came and went unseen: 6 is watched in full.
+        let s = w.observe(6, 200 * US, 150 * US);
+        assert_eq!(s.due, 220 * US);
+        // And a short syscall that was retaken on presumption does not
+        // extend the chain past the calls it did not see.
+        let mut w = Watch::default();
+        w.observe(3, 100 * US, 60 * US);
+        w.retaken();
+        w.clear();
+        w.observe(4, 200 * US, 150 * US);
+        w.retaken();
+        w.clear();
+        let s = w.observe(9, 300 * US, 250 * US);
+        assert_eq!(s.due, 320 * US);
+    }
+
+    #[test]
+    fn ticks_wrap() {
+        let mut w = Watch::default();
+        w.observe(u32::MAX, 100 * US, 60 * US);
+        w.retaken();
+        w.clear();
+        let s = w.observe(0, 200 * US, 150 * US);
+        assert!(s.due <= 200 * US);
+    }
+}
