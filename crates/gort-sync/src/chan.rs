@@ -10,6 +10,7 @@
 //! between the one-shot waker and the entries that makes sure no value
 //! is lost to a waiter whose timeout fired.
 
+use crate::lock::{SpinGuard, SpinLock};
 use crate::park::{wait, Signal};
 use gort_sched::{WaitReason, Woke};
 use std::cell::{Cell, UnsafeCell};
@@ -17,7 +18,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // ---- errors ------------------------------------------------------------------
@@ -381,7 +382,7 @@ pub(crate) struct Inner<T> {
 }
 
 pub(crate) struct Chan<T> {
-    inner: Mutex<Inner<T>>,
+    inner: SpinLock<Inner<T>>,
     /// None: unbounded.
     cap: Option<usize>,
     senders: AtomicUsize,
@@ -396,10 +397,12 @@ pub(crate) enum Dir {
 }
 
 impl<T> Chan<T> {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No user code runs under the lock (values are dropped after it is
-        // released), so a poisoned lock still guards a consistent channel.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// No user code runs under the lock (values are dropped after it is
+    /// released), so nothing can panic half-way through a change: the
+    /// lock needs no poisoning.
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, Inner<T>> {
+        self.inner.lock()
     }
 
     fn has_room(&self, g: &Inner<T>) -> bool {
@@ -570,7 +573,7 @@ impl<T> Chan<T> {
     /// entry's final state and value.
     fn park(
         &self,
-        mut g: MutexGuard<'_, Inner<T>>,
+        mut g: SpinGuard<'_, Inner<T>>,
         dir: Dir,
         reason: WaitReason,
         deadline: Option<Instant>,
@@ -661,7 +664,7 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
-        inner: Mutex::new(Inner {
+        inner: SpinLock::new(Inner {
             buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
             recvq: VecDeque::new(),
             sendq: VecDeque::new(),

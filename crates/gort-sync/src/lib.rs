@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod chan;
+mod lock;
 mod park;
 mod rand;
 mod select;
