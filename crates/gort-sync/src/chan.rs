@@ -240,17 +240,20 @@ pub(crate) enum State {
     Closed,
 }
 
-/// One parked send or receive: the value slot it exchanges through. It
-/// lives in the parked operation's own frame (Go's sudog on the stack):
-/// no allocation per wait. Wait queues hold its address.
+/// One parked send or receive (Go's sudog): the value slot it exchanges
+/// through, the waiter's one-shot, and the links of the channel's wait
+/// queue. It lives in the parked operation's own frame (a `select!` arm's
+/// on the heap): no allocation per wait, and the queue is intrusive, so
+/// queueing, popping and removing one are a few pointer writes (O(1)
+/// removal for a timed-out waiter or a select's other arms).
 ///
 /// Must hold (the one-shot protocol, docs/sync.md):
 /// - While the entry is in a wait queue, or popped from one by a holder of
 ///   the channel's lock, only that holder touches it; it changes `state`
 ///   from Pending (moving the value) only right before calling the
-///   waiter's `wake()`, touches the entry no more once that `wake()` won,
-///   and if it lost, puts everything back (value and Pending) before
-///   unlocking.
+///   waiter's `wake()` (on the signal it took out of the entry when it
+///   popped it), touches the entry no more once that `wake()` won, and if
+///   it lost, puts everything back (value and Pending) before unlocking.
 /// - So the waiter, once its park returns `Woken` for a one-channel
 ///   operation, finds Done or Closed and is the only one left to touch the
 ///   entry; and after it removes its entry under the lock (timeout,
@@ -258,10 +261,19 @@ pub(crate) enum State {
 ///   left it: Pending with its value back, or the completed state of the
 ///   one wake that won.
 /// - The frame holding the entry is left only after one of the two: a
-///   queued entry's address is never dangling.
+///   queued entry's address is never dangling. `queued` is true exactly
+///   while the entry is linked into a queue; `signal` holds the waiter's
+///   one-shot exactly then.
 pub(crate) struct Entry<T> {
     state: Cell<State>,
     value: UnsafeCell<Option<T>>,
+    signal: Cell<Option<Signal>>,
+    /// 0 for a plain send or receive, a `select!`'s token for its arms,
+    /// so a select does not count its own entries as a ready partner.
+    owner: Cell<usize>,
+    queued: Cell<bool>,
+    prev: Cell<Option<NonNull<Entry<T>>>>,
+    next: Cell<Option<NonNull<Entry<T>>>>,
 }
 
 impl<T> Entry<T> {
@@ -269,6 +281,11 @@ impl<T> Entry<T> {
         Entry {
             state: Cell::new(State::Pending),
             value: UnsafeCell::new(value),
+            signal: Cell::new(None),
+            owner: Cell::new(0),
+            queued: Cell::new(false),
+            prev: Cell::new(None),
+            next: Cell::new(None),
         }
     }
 
@@ -285,82 +302,164 @@ impl<T> Entry<T> {
     }
 }
 
-/// A parked operation in a wait queue. `owner` is 0 for a plain send or
-/// receive and a `select!`'s token for its arms, so a select does not count
-/// its own entries as a ready partner.
-pub(crate) struct Waiter<T> {
-    waker: Signal,
-    entry: NonNull<Entry<T>>,
-    owner: usize,
+/// A channel's wait queue of one direction: a doubly linked FIFO of
+/// entries (Go's `waitq` of sudogs). Only touched under the channel's lock.
+///
+/// Must hold: `head`..`tail` through `next` (and back through `prev`) are
+/// exactly the entries with `queued` set on this queue, each live (its
+/// frame not left, see Entry's invariants).
+pub(crate) struct WaitQueue<T> {
+    head: Option<NonNull<Entry<T>>>,
+    tail: Option<NonNull<Entry<T>>>,
 }
 
-// SAFETY: a Waiter is reached only under its channel's lock (it lives in
-// the channel's queues, or is popped by a lock holder); its entry is then
-// touched only by that holder (Entry's invariants), which moves `T`s
-// between threads: hence `T: Send`.
-unsafe impl<T: Send> Send for Waiter<T> {}
+impl<T> WaitQueue<T> {
+    const fn new() -> Self {
+        WaitQueue {
+            head: None,
+            tail: None,
+        }
+    }
 
-impl<T> Waiter<T> {
-    /// Receiver side: the value goes into the entry, then the wake. Gives
-    /// the value back if the wake lost (the waiter timed out, or its select
-    /// was completed by another channel).
-    fn deliver(&self, v: T) -> Result<(), T> {
-        let e = self.entry.as_ptr();
-        // SAFETY: we hold the channel lock and popped this waiter: the
-        // entry is ours until the wake below wins (Entry's invariants).
-        unsafe {
-            *(*e).value.get() = Some(v);
-            (*e).state.set(State::Done);
+    /// Links `e` at the tail with the waiter's one-shot.
+    ///
+    /// # Safety
+    /// `e` is live, not queued, and stays where it is until it is out of
+    /// the queue again (Entry's invariants).
+    unsafe fn push(&mut self, e: NonNull<Entry<T>>, signal: Signal, owner: usize) {
+        // SAFETY: live (the caller's contract); queue links are only
+        // touched under the channel's lock, which we hold (&mut self).
+        let er = unsafe { e.as_ref() };
+        er.signal.set(Some(signal));
+        er.owner.set(owner);
+        er.queued.set(true);
+        er.prev.set(self.tail);
+        er.next.set(None);
+        match self.tail {
+            // SAFETY: queued entries are live (WaitQueue's invariants).
+            Some(t) => unsafe { t.as_ref() }.next.set(Some(e)),
+            None => self.head = Some(e),
         }
-        if self.waker.wake() {
-            return Ok(());
+        self.tail = Some(e);
+    }
+
+    /// Unlinks the head and takes its one-shot out. The entry stays the
+    /// popper's (Entry's invariants) until its wake wins.
+    fn pop(&mut self) -> Option<(NonNull<Entry<T>>, Signal)> {
+        let e = self.head?;
+        // SAFETY: queued entries are live, and ours under the lock.
+        let signal = unsafe { self.unlink(e) };
+        Some((e, signal))
+    }
+
+    /// Unlinks `e` if it is still queued (here: an entry is only ever in
+    /// its own channel's queue of its direction), returning its one-shot
+    /// (for the caller to drop after unlocking).
+    ///
+    /// # Safety
+    /// `e` is live, and if queued, queued in this queue.
+    unsafe fn remove(&mut self, e: NonNull<Entry<T>>) -> Option<Signal> {
+        // SAFETY: live (the caller's contract).
+        if !unsafe { e.as_ref() }.queued.get() {
+            return None;
         }
+        // SAFETY: queued here (the caller's contract).
+        Some(unsafe { self.unlink(e) })
+    }
+
+    /// # Safety
+    /// `e` is queued in this queue.
+    unsafe fn unlink(&mut self, e: NonNull<Entry<T>>) -> Signal {
+        // SAFETY: queued entries and their neighbours are live.
+        let er = unsafe { e.as_ref() };
+        let (prev, next) = (er.prev.take(), er.next.take());
+        match prev {
+            // SAFETY: as above.
+            Some(p) => unsafe { p.as_ref() }.next.set(next),
+            None => self.head = next,
+        }
+        match next {
+            // SAFETY: as above.
+            Some(n) => unsafe { n.as_ref() }.prev.set(prev),
+            None => self.tail = prev,
+        }
+        er.queued.set(false);
+        er.signal.take().expect("a queued entry holds its signal")
+    }
+
+    /// Whether some queued waiter could complete an operation now: still
+    /// waiting, and not an arm of the select `token` (0: none).
+    fn has_partner_for(&self, token: usize) -> bool {
+        let mut cur = self.head;
+        while let Some(e) = cur {
+            // SAFETY: queued entries are live; we hold the lock.
+            let er = unsafe { e.as_ref() };
+            let signal = er.signal.take();
+            let partner = (token == 0 || er.owner.get() != token)
+                && signal.as_ref().is_some_and(Signal::is_waiting);
+            er.signal.set(signal);
+            if partner {
+                return true;
+            }
+            cur = er.next.get();
+        }
+        false
+    }
+}
+
+/// Receiver side: the value goes into the popped entry, then the wake.
+/// Gives the value back if the wake lost (the waiter timed out, or its
+/// select was completed by another channel).
+fn deliver<T>(e: NonNull<Entry<T>>, signal: &Signal, v: T) -> Result<(), T> {
+    let e = e.as_ptr();
+    // SAFETY: we hold the channel lock and popped this entry: it is ours
+    // until the wake below wins (Entry's invariants).
+    unsafe {
+        *(*e).value.get() = Some(v);
+        (*e).state.set(State::Done);
+    }
+    if signal.wake() {
+        return Ok(());
+    }
+    // SAFETY: the wake lost: still ours.
+    unsafe {
+        (*e).state.set(State::Pending);
+        Err((*(*e).value.get())
+            .take()
+            .expect("an undone delivery keeps its value"))
+    }
+}
+
+/// Sender side: the value comes out of the popped entry before the wake,
+/// and goes back in if the wake lost.
+fn take<T>(e: NonNull<Entry<T>>, signal: &Signal) -> Option<T> {
+    let e = e.as_ptr();
+    // SAFETY: as in deliver.
+    let v = unsafe {
+        (*e).state.set(State::Done);
+        (*(*e).value.get())
+            .take()
+            .expect("a parked sender's entry holds its value")
+    };
+    if signal.wake() {
+        return Some(v);
+    }
+    // SAFETY: the wake lost: still ours.
+    unsafe {
+        *(*e).value.get() = Some(v);
+        (*e).state.set(State::Pending);
+    }
+    None
+}
+
+/// The other side is gone: wake with Closed (undone if the wake lost).
+fn close<T>(e: NonNull<Entry<T>>, signal: &Signal) {
+    let e = e.as_ptr();
+    // SAFETY: as in deliver.
+    unsafe { (*e).state.set(State::Closed) };
+    if !signal.wake() {
         // SAFETY: the wake lost: still ours.
-        unsafe {
-            (*e).state.set(State::Pending);
-            Err((*(*e).value.get())
-                .take()
-                .expect("an undone delivery keeps its value"))
-        }
-    }
-
-    /// Sender side: the value comes out of the entry before the wake, and
-    /// goes back in if the wake lost.
-    fn take(&self) -> Option<T> {
-        let e = self.entry.as_ptr();
-        // SAFETY: as in deliver.
-        let v = unsafe {
-            (*e).state.set(State::Done);
-            (*(*e).value.get())
-                .take()
-                .expect("a parked sender's entry holds its value")
-        };
-        if self.waker.wake() {
-            return Some(v);
-        }
-        // SAFETY: the wake lost: still ours.
-        unsafe {
-            *(*e).value.get() = Some(v);
-            (*e).state.set(State::Pending);
-        }
-        None
-    }
-
-    /// The other side is gone: wake with Closed (undone if the wake lost).
-    fn close(&self) {
-        let e = self.entry.as_ptr();
-        // SAFETY: as in deliver.
-        unsafe { (*e).state.set(State::Closed) };
-        if !self.waker.wake() {
-            // SAFETY: the wake lost: still ours.
-            unsafe { (*e).state.set(State::Pending) };
-        }
-    }
-
-    /// A partner that can complete an operation now: still waiting, and not
-    /// an arm of the select asking.
-    fn is_partner_for(&self, token: usize) -> bool {
-        (token == 0 || self.owner != token) && self.waker.is_waiting()
+        unsafe { (*e).state.set(State::Pending) };
     }
 }
 
@@ -375,11 +474,16 @@ impl<T> Waiter<T> {
 ///   `buf` stays empty and nothing enters `recvq`.
 pub(crate) struct Inner<T> {
     buf: VecDeque<T>,
-    recvq: VecDeque<Waiter<T>>,
-    sendq: VecDeque<Waiter<T>>,
+    recvq: WaitQueue<T>,
+    sendq: WaitQueue<T>,
     tx_gone: bool,
     rx_gone: bool,
 }
+
+// SAFETY: the queues' raw pointers lead to entries that only holders of
+// this channel's lock touch (Entry's invariants); through them values of
+// `T` move between threads: hence `T: Send`.
+unsafe impl<T: Send> Send for Inner<T> {}
 
 pub(crate) struct Chan<T> {
     inner: SpinLock<Inner<T>>,
@@ -417,8 +521,8 @@ impl<T> Chan<T> {
         if g.rx_gone {
             return Err(TrySendError::Disconnected(v));
         }
-        while let Some(w) = g.recvq.pop_front() {
-            match w.deliver(v) {
+        while let Some((e, signal)) = g.recvq.pop() {
+            match deliver(e, &signal, v) {
                 Ok(()) => return Ok(()),
                 Err(back) => v = back,
             }
@@ -434,16 +538,16 @@ impl<T> Chan<T> {
         if let Some(v) = g.buf.pop_front() {
             // The buffer had been full: move a parked sender's value in
             // behind (Go's recv on a full buffered channel).
-            while let Some(w) = g.sendq.pop_front() {
-                if let Some(sv) = w.take() {
+            while let Some((e, signal)) = g.sendq.pop() {
+                if let Some(sv) = take(e, &signal) {
                     g.buf.push_back(sv);
                     break;
                 }
             }
             return Ok(v);
         }
-        while let Some(w) = g.sendq.pop_front() {
-            if let Some(v) = w.take() {
+        while let Some((e, signal)) = g.sendq.pop() {
+            if let Some(v) = take(e, &signal) {
                 return Ok(v);
             }
         }
@@ -457,20 +561,21 @@ impl<T> Chan<T> {
     /// Whether a send could complete now (or fail: disconnected), not
     /// counting waiters of the select `token`.
     pub(crate) fn send_ready(&self, g: &Inner<T>, token: usize) -> bool {
-        g.rx_gone || self.has_room(g) || g.recvq.iter().any(|w| w.is_partner_for(token))
+        g.rx_gone || self.has_room(g) || g.recvq.has_partner_for(token)
     }
 
     /// Whether a receive could complete now (or fail: disconnected).
     pub(crate) fn recv_ready(&self, g: &Inner<T>, token: usize) -> bool {
-        !g.buf.is_empty() || g.tx_gone || g.sendq.iter().any(|w| w.is_partner_for(token))
+        !g.buf.is_empty() || g.tx_gone || g.sendq.has_partner_for(token)
     }
 
-    /// Queues a waiter for `entry`.
+    /// Queues `entry` with the waiter's one-shot.
     ///
     /// # Safety
-    /// `entry` must stay where it is, and be touched by nobody but lock
-    /// holders, until it is out of the queue again: popped by a lock holder
-    /// whose wake won, or taken out by `dequeue` (Entry's invariants).
+    /// `entry` must be live and not queued, stay where it is, and be
+    /// touched by nobody but lock holders, until it is out of the queue
+    /// again: popped by a lock holder whose wake won, or taken out by
+    /// `dequeue` (Entry's invariants).
     pub(crate) unsafe fn enqueue(
         g: &mut Inner<T>,
         dir: Dir,
@@ -478,30 +583,32 @@ impl<T> Chan<T> {
         entry: NonNull<Entry<T>>,
         owner: usize,
     ) {
-        let w = Waiter {
-            waker: waker.clone(),
-            entry,
-            owner,
-        };
-        match dir {
-            Dir::Send => g.sendq.push_back(w),
-            Dir::Recv => g.recvq.push_back(w),
-        }
-    }
-
-    /// Takes `entry` out of its queue if it is still there. The removed
-    /// waiter is returned so that the caller drops it after unlocking.
-    pub(crate) fn dequeue(
-        g: &mut Inner<T>,
-        dir: Dir,
-        entry: NonNull<Entry<T>>,
-    ) -> Option<Waiter<T>> {
         let q = match dir {
             Dir::Send => &mut g.sendq,
             Dir::Recv => &mut g.recvq,
         };
-        let i = q.iter().position(|w| w.entry == entry)?;
-        q.remove(i)
+        // SAFETY: the caller's contract.
+        unsafe { q.push(entry, waker.clone(), owner) };
+    }
+
+    /// Takes `entry` out of its queue if it is still there. The removed
+    /// waiter's one-shot is returned so that the caller drops it after
+    /// unlocking.
+    ///
+    /// # Safety
+    /// `entry` is live, and was queued (if at all) by `enqueue` on this
+    /// channel in direction `dir`.
+    pub(crate) unsafe fn dequeue(
+        g: &mut Inner<T>,
+        dir: Dir,
+        entry: NonNull<Entry<T>>,
+    ) -> Option<Signal> {
+        let q = match dir {
+            Dir::Send => &mut g.sendq,
+            Dir::Recv => &mut g.recvq,
+        };
+        // SAFETY: the caller's contract.
+        unsafe { q.remove(entry) }
     }
 }
 
@@ -519,7 +626,9 @@ impl<T> Drop for Registered<'_, T> {
     fn drop(&mut self) {
         if self.armed {
             let mut g = self.chan.lock();
-            let removed = Chan::dequeue(&mut g, self.dir, self.entry);
+            // SAFETY: the entry is live while registered (it outlives
+            // `self`), and was queued by `park` on this channel and `dir`.
+            let removed = unsafe { Chan::dequeue(&mut g, self.dir, self.entry) };
             drop(g);
             drop(removed);
         }
@@ -610,26 +719,28 @@ impl<T> Chan<T> {
     fn disconnect_senders(&self) {
         let mut g = self.lock();
         g.tx_gone = true;
-        let waiters = std::mem::take(&mut g.recvq);
-        for w in &waiters {
-            w.close();
+        let mut signals = Vec::new();
+        while let Some((e, signal)) = g.recvq.pop() {
+            close(e, &signal);
+            signals.push(signal);
         }
         drop(g);
-        drop(waiters);
+        drop(signals);
     }
 
     fn disconnect_receivers(&self) {
         let mut g = self.lock();
         g.rx_gone = true;
-        let waiters = std::mem::take(&mut g.sendq);
-        for w in &waiters {
-            w.close();
+        let mut signals = Vec::new();
+        while let Some((e, signal)) = g.sendq.pop() {
+            close(e, &signal);
+            signals.push(signal);
         }
         // Nobody can receive them any more: drop them now (after unlocking:
         // a value's Drop may use channels), as crossbeam does.
         let buf = std::mem::take(&mut g.buf);
         drop(g);
-        drop(waiters);
+        drop(signals);
         drop(buf);
     }
 }
@@ -666,8 +777,8 @@ fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         inner: SpinLock::new(Inner {
             buf: VecDeque::with_capacity(cap.unwrap_or(0).min(1024)),
-            recvq: VecDeque::new(),
-            sendq: VecDeque::new(),
+            recvq: WaitQueue::new(),
+            sendq: WaitQueue::new(),
             tx_gone: false,
             rx_gone: false,
         }),

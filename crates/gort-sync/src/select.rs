@@ -219,7 +219,9 @@ impl<T> Arm for RecvArm<'_, T> {
         };
         let chan = self.chan();
         let mut g = chan.lock();
-        let removed = Chan::dequeue(&mut g, Dir::Recv, e);
+        // SAFETY: the entry is live until freed below; register queued
+        // it on this channel as a receive.
+        let removed = unsafe { Chan::dequeue(&mut g, Dir::Recv, e) };
         drop(g);
         drop(removed);
         // SAFETY: out of the queue: ours alone again.
@@ -302,7 +304,8 @@ impl<T> Arm for SendArm<'_, T> {
         };
         let chan = self.chan();
         let mut g = chan.lock();
-        let removed = Chan::dequeue(&mut g, Dir::Send, e);
+        // SAFETY: as in RecvArm::unregister, for a send.
+        let removed = unsafe { Chan::dequeue(&mut g, Dir::Send, e) };
         drop(g);
         drop(removed);
         // SAFETY: out of the queue: ours alone again.
