@@ -210,6 +210,7 @@ pub fn park_with(
 /// queueing it under a lock and unlocking): a wake may then ready the
 /// goroutine at once, even before `register` returns. One atomic step
 /// less per wait than [`park_with`] (channel sends and receives, mutexes).
+#[inline(always)]
 pub fn park_with_eager(
     reason: WaitReason,
     deadline: Option<Instant>,
@@ -221,6 +222,7 @@ pub fn park_with_eager(
     }
 }
 
+#[inline(always)]
 fn park_goroutine(
     g: GRef,
     reason: WaitReason,

@@ -679,7 +679,10 @@ impl<T> Chan<T> {
     /// Parks on one queue with `entry`, holding the lock `g` from the failed
     /// attempt until the entry is queued (on the scheduler's stack, once
     /// this goroutine is suspended), so no wakeup can be missed. Returns the
-    /// entry's final state and value.
+    /// entry's final state and value. Inlined into `send` and `recv`, so
+    /// the wait reason is a constant (passed through memory, its 16 bytes
+    /// were reloaded right after being stored: a store-forwarding stall).
+    #[inline(always)]
     fn park(
         &self,
         mut g: SpinGuard<'_, Inner<T>>,
