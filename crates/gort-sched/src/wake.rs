@@ -280,6 +280,17 @@ fn park_goroutine(
         let deadline_copy: Option<Instant> = deadline;
         let sched_copy: &Sched = sched;
         let eager_copy: bool = eager;
+        if eager_copy && deadline_copy.is_none() {
+            // Nothing left to do once the waker is published (no timer, no
+            // PARKED step): lend `register` the goroutine's own waker.
+            // Publication is register's last access to it (the contract),
+            // and nothing below reads it.
+            if !register(&waker) {
+                declined = true;
+                return false;
+            }
+            return true;
+        }
         let own_waker = waker.clone();
         if !register(&own_waker) {
             declined = true;

@@ -330,7 +330,11 @@ impl<T> WaitQueue<T> {
         // SAFETY: live (the caller's contract); queue links are only
         // touched under the channel's lock, which we hold (&mut self).
         let er = unsafe { e.as_ref() };
-        er.signal.set(Some(signal));
+        // An entry that is not queued holds no signal (Entry's
+        // invariants): nothing to drop.
+        let none = er.signal.replace(Some(signal));
+        debug_assert!(none.is_none());
+        std::mem::forget(none);
         er.owner.set(owner);
         er.queued.set(true);
         er.prev.set(self.tail);
