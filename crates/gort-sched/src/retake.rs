@@ -22,13 +22,14 @@
 //!   that blocks in a syscall, gets its P retaken, and blocks again
 //!   (`read` in a loop, a worker in a blocking C call) loses its P within
 //!   one poll of every call, not one poll plus `LONG_NS`. Short calls in a
-//!   loop never qualify: their ticks move by more than one between passes,
-//!   so at most one short call is retaken per long one.
+//!   loop never qualify: their ticks move by more than one between passes.
+//!   A short call retaken on presumption keeps it alive only if the P's
+//!   very next call is again in flight at a pass.
 //!
 //! Go gets the second behaviour by accident: its `syscalltick` moves only
 //! on the fast exit path, so after a retake the same P's next syscall
 //! carries the old tick and is retaken at first sight (its repeated
-//! handoffs take ~10 µs here, its first one a poll more).
+//! handoffs take 10-30 µs here, docs/performance.md).
 
 /// How long a syscall runs before its P may be retaken (Go: one sysmon
 /// tick, at least 20 µs).
