@@ -58,17 +58,24 @@ fn stats_counters_move() {
 
             // Switches: every yield is one more switch to a goroutine.
             let n = if under_qemu() { 200 } else { 2_000 };
+            // The goroutines stay alive until the count is read: each ends
+            // by waiting for the gate to close (they could otherwise all
+            // finish on the other P first, as they did once under qemu).
+            let (gate, gate_rx) = gort::chan::bounded::<()>(0);
             let hs: Vec<_> = (0..4)
                 .map(|_| {
+                    let gate_rx = gate_rx.clone();
                     gort::go(move || {
                         for _ in 0..n / 4 {
                             gort::yield_now();
                         }
+                        assert!(gate_rx.recv().is_err(), "the gate only closes");
                     })
                 })
                 .collect();
             let during = gort::stats();
-            assert!(during.goroutines >= 2, "{during:?}");
+            assert_eq!(during.goroutines, 5, "{during:?}");
+            drop((gate, gate_rx));
             for h in hs {
                 h.join().unwrap();
             }
