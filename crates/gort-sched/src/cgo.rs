@@ -42,7 +42,7 @@ use gort_unwind::Panic;
 
 use crate::g::{Status, G};
 use crate::runtime::{check_cancel, unlock_internal};
-use crate::sched::{current_g, fatal, set_current, switch_to_g0, Request, Sched, M};
+use crate::sched::{current_g, enter_g, fatal, leave_g, switch_to_g0, Request, Sched, M};
 
 /// Bytes left free below a suspended context's stack pointer before a new
 /// frame starts there: the suspended side's saved registers lie at and
@@ -270,22 +270,15 @@ impl BoundM {
         // SAFETY: the G's stack is owned by it and unused between callbacks.
         let stack = unsafe { (*gr.stack.get()).as_ref().expect("extra G has a stack") };
         // The extra G is this thread's running goroutine for the callback
-        // (callback_loop's contract): current G and M, running stack, and
-        // its unwind state installed over the plain thread's.
-        set_current(g, self.m);
-        mr.curg.set(g);
-        gort_stack::set_running_stack(gr.id.get(), stack);
-        // SAFETY: the extra G's state lives as long as the G and is used
-        // only by this thread; the previous state goes back below, before
-        // the plain thread's code runs again.
-        let outer = unsafe { gort_unwind::install_state(gr.unwind.get()) };
+        // (callback_loop's contract), over the plain thread's own state.
+        // SAFETY: the binding's M is this thread's and the extra G runs on
+        // it; the plain thread's state goes back below, before its code
+        // runs again.
+        let outer = unsafe { enter_g(self.m, gr) };
         // SAFETY: forwarded; the extra G's stack is free.
         let r = unsafe { run_callback(&self.sched, self.m, g, stack.top(), false, f) };
-        // SAFETY: as above.
-        unsafe { gort_unwind::install_state(outer) };
-        gort_stack::clear_running_stack();
-        set_current(ptr::null_mut(), ptr::null_mut());
-        mr.curg.set(ptr::null_mut());
+        // SAFETY: as above; the thread has no M outside callbacks.
+        unsafe { leave_g(self.m, ptr::null_mut(), outer) };
         gr.set_status(Status::Dead);
         r
     }
@@ -363,14 +356,9 @@ unsafe fn run_callback<R>(
         // This frame scheduled the long way, as g0: the goroutine continues
         // in C and then in `call`, so it is this thread's execution again.
         // (The foreign path's caller puts back the plain thread's state.)
-        // SAFETY: g's state lives as long as g; it runs on this thread.
-        unsafe { gort_unwind::install_state(gr.unwind.get()) };
-        set_current(g, m);
-        mr.curg.set(g);
-        // SAFETY: g's stack is live while it runs.
-        if let Some(stack) = unsafe { &*gr.stack.get() } {
-            gort_stack::set_running_stack(gr.id.get(), stack);
-        }
+        // SAFETY: m is this thread's M and g runs on it again; the state
+        // installed now is g0's own (null), nothing to keep.
+        let _g0_state = unsafe { enter_g(m, gr) };
     }
     match call.panic.take() {
         Some(p) => Err(p),

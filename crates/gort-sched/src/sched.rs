@@ -1945,19 +1945,9 @@ impl Sched {
             // over); nobody else moves a runnable G.
             gr.owner_set_status(Status::Runnable, Status::Running);
             mr.counters.bump_switch();
-            gr.m.set(m);
-            mr.curg.set(g.as_ptr());
-            set_current(g.as_ptr(), m);
-            // SAFETY: the G's stack is live while it runs.
-            if let Some(stack) = unsafe { &*gr.stack.get() } {
-                gort_stack::set_running_stack(gr.id.get(), stack);
-            }
-            // The goroutine's unwind state (recover scopes, resume points)
-            // is the thread's while it runs; g0's comes back after.
-            // SAFETY: the G's state lives as long as the G, and only this
-            // M uses it while it runs here; g0's is reinstalled below
-            // before g0 runs on.
-            let g0_unwind = unsafe { gort_unwind::install_state(gr.unwind.get()) };
+            // SAFETY: g is ours and about to run on this thread; g0's state
+            // is reinstalled below before g0 runs on.
+            let g0_unwind = unsafe { enter_g(m, gr) };
             // SAFETY: a runnable G's ctx holds its suspended context; the
             // switch hands g0's context to the goroutine, which keeps it in
             // `m.g0`.
@@ -1973,11 +1963,8 @@ impl Sched {
             // this g0's own state.
             unsafe {
                 *gr.ctx.get() = gctx;
-                gort_unwind::install_state(g0_unwind);
+                leave_g(m, m, g0_unwind);
             }
-            gort_stack::clear_running_stack();
-            set_current(ptr::null_mut(), m);
-            mr.curg.set(ptr::null_mut());
             // SAFETY: the goroutine passed a pointer to a Request on its own
             // stack, which stays valid while it is suspended; we read it
             // before making the G runnable again.
@@ -2251,11 +2238,8 @@ impl Sched {
         // own unwind state is g0's (the caller reinstalls g's after).
         unsafe {
             *gr.ctx.get() = gctx;
-            gort_unwind::install_state(ptr::null());
+            leave_g(m, m, ptr::null());
         }
-        gort_stack::clear_running_stack();
-        set_current(ptr::null_mut(), m);
-        mr.curg.set(ptr::null_mut());
         let gref = GRef(NonNull::from(gr));
         if let Some(next) = self.handle_request(m, gref, req) {
             self.execute(m, next, true);
@@ -2383,6 +2367,50 @@ fn current_m_of(sched: &Sched) -> *mut M {
 #[inline(never)]
 fn current_m() -> *mut M {
     CURRENT_M.with(|c| c.get())
+}
+
+/// Makes `g` the running goroutine of this thread, whose M is `m`: its M,
+/// the M's current G, the thread's current G and M, the running-stack
+/// record (stack overflow reports) and its unwind state (recover scopes,
+/// resume points). Returns the unwind state installed before, for
+/// [`leave_g`].
+///
+/// # Safety
+/// `m` is this thread's M and `g` a goroutine that is about to run on it
+/// (or runs on it, as a callback's G does); the returned state must be put
+/// back with `leave_g` before the execution it belongs to runs again.
+#[inline(always)]
+pub(crate) unsafe fn enter_g(m: *mut M, gr: &G) -> *const gort_unwind::UnwindState {
+    let g = gr as *const G as *mut G;
+    gr.m.set(m);
+    // SAFETY: m is this thread's M (the contract).
+    unsafe { (*m).curg.set(g) };
+    set_current(g, m);
+    // SAFETY: the G's stack is live while it runs.
+    if let Some(stack) = unsafe { &*gr.stack.get() } {
+        gort_stack::set_running_stack(gr.id.get(), stack);
+    }
+    // SAFETY: the G's state lives as long as the G, and only this M uses
+    // it while the G runs here (the contract covers the previous one).
+    unsafe { gort_unwind::install_state(gr.unwind.get()) }
+}
+
+/// The reverse of [`enter_g`]: no goroutine runs on this thread now (its
+/// M's g0 does, or, with `thread_m` null, the plain thread's own code),
+/// and `unwind` is the thread's unwind state again.
+///
+/// # Safety
+/// `m` is this thread's M; `unwind` is what `enter_g` returned, or null
+/// (the thread's own state).
+#[inline(always)]
+pub(crate) unsafe fn leave_g(m: *mut M, thread_m: *mut M, unwind: *const gort_unwind::UnwindState) {
+    // SAFETY: the contract.
+    unsafe {
+        gort_unwind::install_state(unwind);
+        (*m).curg.set(ptr::null_mut());
+    }
+    gort_stack::clear_running_stack();
+    set_current(ptr::null_mut(), thread_m);
 }
 
 /// Switches from the running goroutine to its M's g0 with `req` (Go's
