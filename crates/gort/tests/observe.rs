@@ -5,14 +5,14 @@
 //! process: this test binary run again, through the cross runner when
 //! there is one).
 
-// The re-exec helpers (is_child, self_command through the cross runner,
+// The re-exec helpers (is_child, child_command through the cross runner,
 // under_qemu) shared with the other crates' death tests.
 #[path = "../../gort-stack/tests/common/mod.rs"]
 mod common;
 
-use common::{is_child, self_command, under_qemu, CHILD_ROLE};
+use common::{child_command, is_child, under_qemu};
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn rt(procs: usize) -> gort::Runtime {
@@ -220,13 +220,7 @@ fn dumping_while_goroutines_park_and_wake_is_safe() {
 // ---- child processes ---------------------------------------------------------
 
 fn spawn_child(name: &str, env: &[(&str, &str)]) -> Child {
-    let mut cmd = self_command();
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, name)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = child_command(name);
     for (k, v) in env {
         cmd.env(k, v);
     }

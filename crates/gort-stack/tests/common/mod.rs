@@ -126,9 +126,10 @@ fn target_triple_env() -> &'static str {
     }
 }
 
-/// Runs test `name` of this binary again as a child in the child role and
-/// returns its output; kills it after 120 s.
-pub fn run_child(name: &str) -> Output {
+/// The command that runs test `name` of this binary again in the child
+/// role, alone, with its output piped (for tests that need the `Child`
+/// itself, to signal it; `run_child` waits for it).
+pub fn child_command(name: &str) -> Command {
     let mut cmd = self_command();
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE, name)
@@ -136,6 +137,13 @@ pub fn run_child(name: &str) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs test `name` of this binary again as a child in the child role and
+/// returns its output; kills it after 120 s.
+pub fn run_child(name: &str) -> Output {
+    let mut cmd = child_command(name);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
