@@ -1,10 +1,12 @@
 //! The floor of each cgo path on a busy machine: the fastest of 30 rounds
 //! of 200,000 operations (and the median and slowest, on stderr), for the
-//! same four shapes as benches/benches/cgo.rs. The minimum of many rounds
+//! same shapes as benches/benches/cgo.rs. The minimum of many rounds
 //! is robust to other work on the machine, where criterion's mean is not;
 //! it is a floor, not a replacement for the same-minute comparison with Go.
 //!
-//! `cargo run --release -p gort-benches --example cgo_probe`
+//! `cargo run --release -p gort-benches --example cgo_probe [SHAPE]`, SHAPE one of
+//! call, round_trip, panic, panic_try, main, pthread
+//! (one shape only with an argument: for `perf record`).
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -16,6 +18,35 @@ use gort_unwind_cframes as c;
 unsafe extern "C" fn nop_cb(_arg: *mut c_void) {
     // SAFETY: this frame holds nothing.
     unsafe { callback(|| black_box(())) }
+}
+
+unsafe extern "C" fn panic_cb(_arg: *mut c_void) {
+    // SAFETY: this frame holds nothing.
+    unsafe { callback(|| panic!("boom")) }
+}
+
+/// `n` panics in a callback from C, each recovered in the goroutine that
+/// called C: by `recover` around `call` (Go's shape) or by `try_call`.
+fn panics_across_c(n: u64, recover_call: bool) {
+    let mut marks = c::Marks::default();
+    let m: *mut c::Marks = &mut marks;
+    for _ in 0..n {
+        let r = if recover_call {
+            gort_unwind::recover(|| {
+                // SAFETY: the closure only calls the C function.
+                unsafe { call(|| c::gort_c_call(panic_cb, std::ptr::null_mut(), m)) }
+            })
+        } else {
+            // SAFETY: the closure only calls the C function.
+            unsafe { gort_cgo::try_call(|| c::gort_c_call(panic_cb, std::ptr::null_mut(), m)) }
+        };
+        assert!(r.is_err(), "the callback's panic was not recovered");
+    }
+    assert_eq!(
+        marks.counts(),
+        (n as isize, 0),
+        "C frames ran or were skipped wrongly"
+    );
 }
 
 /// Runs `f(n)` `rounds` times; prints min, median and max ns per
@@ -41,43 +72,77 @@ fn rounds_ns(label: &str, rounds: usize, n: u64, mut f: impl FnMut(u64)) -> f64 
 fn main() {
     const ROUNDS: usize = 30;
     const N: u64 = 200_000;
-    let (call_ns, round_trip_ns) = gort_sched::Runtime::builder()
-        .procs(1)
-        .build()
-        .expect("a runtime")
-        .run(|| {
-            let call_ns = rounds_ns("call", ROUNDS, N, |n| {
-                let mut s = 0i32;
-                for i in 0..n {
-                    // SAFETY: the closure only calls the C function.
-                    s = s.wrapping_add(unsafe { call(|| c::gort_c_inc(i as i32)) });
+    // An optional argument picks one shape (for perf record).
+    let only: &'static Option<String> = Box::leak(Box::new(std::env::args().nth(1)));
+    let wants = |shape: &str| only.as_deref().is_none_or(|o| o == shape);
+    let mut fastest = Vec::new();
+    if ["call", "round_trip", "panic", "panic_try"]
+        .iter()
+        .any(|s| wants(s))
+    {
+        let r = gort_sched::Runtime::builder()
+            .procs(1)
+            .build()
+            .expect("a runtime")
+            .run(move || {
+                let mut r = Vec::new();
+                if wants("call") {
+                    let ns = rounds_ns("call", ROUNDS, N, |n| {
+                        let mut s = 0i32;
+                        for i in 0..n {
+                            // SAFETY: the closure only calls the C function.
+                            s = s.wrapping_add(unsafe { call(|| c::gort_c_inc(i as i32)) });
+                        }
+                        black_box(s);
+                    });
+                    r.push(("call", ns));
                 }
-                black_box(s);
-            });
-            let round_trip_ns = rounds_ns("round trip", ROUNDS, N, |n| {
-                for _ in 0..n {
-                    // SAFETY: the closure only calls the C function.
-                    unsafe { call(|| c::gort_c_loop(1, nop_cb, std::ptr::null_mut())) };
+                if wants("round_trip") {
+                    let ns = rounds_ns("round trip", ROUNDS, N, |n| {
+                        for _ in 0..n {
+                            // SAFETY: the closure only calls the C function.
+                            unsafe { call(|| c::gort_c_loop(1, nop_cb, std::ptr::null_mut())) };
+                        }
+                    });
+                    r.push(("round trip", ns));
                 }
-            });
-            (call_ns, round_trip_ns)
-        })
-        .expect("the probe's runtime");
-    // This thread is a plain thread, like a C program's main thread: bound
-    // to an extra M of the default callback runtime on the first callback.
-    // SAFETY: C calls back through `callback`.
-    unsafe { c::gort_c_loop(1, nop_cb, std::ptr::null_mut()) };
-    let main_ns = rounds_ns("main thread", ROUNDS, N, |n| {
-        // SAFETY: as above.
-        unsafe { c::gort_c_loop(n as _, nop_cb, std::ptr::null_mut()) };
-    });
-    let pthread_ns = rounds_ns("pthread", ROUNDS, N, |n| {
-        // SAFETY: as above.
-        let e = unsafe { c::gort_c_threads(1, n as _, nop_cb, std::ptr::null_mut()) };
-        assert_eq!(e, 0, "the C thread could not be created");
-    });
-    println!(
-        "fastest round, ns per operation: call {call_ns:.1}  round trip {round_trip_ns:.1}  \
-         main-thread callback {main_ns:.1}  pthread callback {pthread_ns:.1}"
-    );
+                // Fewer operations per round: each costs microseconds.
+                if wants("panic") {
+                    let ns = rounds_ns("panic", ROUNDS, N / 10, |n| panics_across_c(n, true));
+                    r.push(("panic (recover)", ns));
+                }
+                if wants("panic_try") {
+                    let ns = rounds_ns("panic try", ROUNDS, N / 10, |n| panics_across_c(n, false));
+                    r.push(("panic (try_call)", ns));
+                }
+                r
+            })
+            .expect("the probe's runtime");
+        fastest.extend(r);
+    }
+    if wants("main") {
+        // This thread is a plain thread, like a C program's main thread:
+        // bound to an extra M of the default callback runtime on the first
+        // callback.
+        // SAFETY: C calls back through `callback`.
+        unsafe { c::gort_c_loop(1, nop_cb, std::ptr::null_mut()) };
+        let ns = rounds_ns("main thread", ROUNDS, N, |n| {
+            // SAFETY: as above.
+            unsafe { c::gort_c_loop(n as _, nop_cb, std::ptr::null_mut()) };
+        });
+        fastest.push(("main-thread callback", ns));
+    }
+    if wants("pthread") {
+        let ns = rounds_ns("pthread", ROUNDS, N, |n| {
+            // SAFETY: as above.
+            let e = unsafe { c::gort_c_threads(1, n as _, nop_cb, std::ptr::null_mut()) };
+            assert_eq!(e, 0, "the C thread could not be created");
+        });
+        fastest.push(("pthread callback", ns));
+    }
+    let line: Vec<String> = fastest
+        .iter()
+        .map(|(label, ns)| format!("{label} {ns:.1}"))
+        .collect();
+    println!("fastest round, ns per operation: {}", line.join("  "));
 }

@@ -299,11 +299,13 @@ impl Drop for BoundM {
 /// What the body's entry needs; lives in `run_callback`'s frame on the
 /// system stack.
 ///
-/// Must hold: `body` is called once; `saved_g0` holds the M's outer g0
-/// context while the body runs and is taken exactly once (by the body's
-/// panic path or by `run_callback` after the body).
-struct CallbackCall<'a> {
-    body: Option<&'a mut dyn FnMut()>,
+/// Must hold: `f` is taken once, by the entry; `out` is written only when
+/// `f` returned; `saved_g0` holds the M's outer g0 context while the body
+/// runs and is taken exactly once (by the body's panic path or by
+/// `run_callback` after the body).
+struct CallbackCall<F, R> {
+    f: ManuallyDrop<F>,
+    out: MaybeUninit<R>,
     sched: *const Sched,
     saved_g0: Context,
     nested: bool,
@@ -316,29 +318,24 @@ struct CallbackCall<'a> {
 /// # Safety
 /// `m` is this thread's M, `g` the goroutine to run the body (in syscall
 /// state), `top` free stack of g's.
-unsafe fn run_callback<R>(
+unsafe fn run_callback<F: FnOnce() -> R, R>(
     sched: &Sched,
     m: *mut M,
     g: *mut G,
     top: *mut u8,
     nested: bool,
-    f: impl FnOnce() -> R,
+    f: F,
 ) -> Result<R, Panic> {
-    // Frame contents are abandoned without drop if a nested body panics:
-    // every field here is then empty (f taken, out unwritten).
-    let mut f = ManuallyDrop::new(f);
-    let mut out = MaybeUninit::<R>::uninit();
-    let mut body = || {
-        // SAFETY: the body is called once (CallbackCall's invariant).
-        let f = unsafe { ManuallyDrop::take(&mut f) };
-        out.write(f());
-    };
     // SAFETY: m is this thread's M.
     let mr = unsafe { &*m };
     // SAFETY: g is ours to run (the caller's contract).
     let gr = unsafe { &*g };
+    // The frame's contents are abandoned without drop if a nested body
+    // panics: every field is then empty (f taken, out unwritten, saved_g0
+    // taken, panic None).
     let mut call = CallbackCall {
-        body: Some(&mut body),
+        f: ManuallyDrop::new(f),
+        out: MaybeUninit::uninit(),
         sched,
         saved_g0: mr.g0.take(),
         nested,
@@ -346,7 +343,7 @@ unsafe fn run_callback<R>(
     };
     // SAFETY: top is free stack of g's; the entry gets `call`, which lives
     // in this frame until the body is done with it.
-    let ctx = unsafe { gort_arch::init(top, callback_entry, (&raw mut call) as usize) };
+    let ctx = unsafe { gort_arch::init(top, callback_entry::<F, R>, (&raw mut call) as usize) };
     // SAFETY: forwarded from the caller; g is this thread's running
     // goroutine (nested: it called into C; foreign: BoundM made it so).
     let slow = unsafe { sched.callback_loop(m, g, ctx) };
@@ -362,22 +359,31 @@ unsafe fn run_callback<R>(
     }
     match call.panic.take() {
         Some(p) => Err(p),
-        // SAFETY: the body returned normally, so it wrote `out`.
-        None => Ok(unsafe { out.assume_init_read() }),
+        // SAFETY: the body returned normally, so the entry wrote `out`.
+        None => Ok(unsafe { call.out.assume_init_read() }),
     }
 }
 
 /// The first frame of a callback body on the goroutine's stack.
-unsafe extern "C" fn callback_entry(arg: usize, g0: Context, m: usize) -> ! {
+///
+/// Generic over the body, which is inlined here: a panic in the body
+/// unwinds one frame (this one) to its catch, not a closure's frame too.
+/// Each frame costs the platform unwinder ~100 ns per phase.
+unsafe extern "C" fn callback_entry<F: FnOnce() -> R, R>(arg: usize, g0: Context, m: usize) -> ! {
     let m = m as *mut M;
-    let call = arg as *mut CallbackCall<'static>;
-    // SAFETY: execute switched here with its M; `call` lives in
-    // run_callback's frame until the body is done.
-    let body = unsafe {
+    let call = arg as *mut CallbackCall<F, R>;
+    // SAFETY: callback_loop switched here with its M; `call` lives in
+    // run_callback's frame until the body is done; `f` is taken once,
+    // here (CallbackCall's invariant).
+    let f = unsafe {
         (*m).g0.set(g0);
-        (*call).body.take().expect("callback body taken twice")
+        ManuallyDrop::take(&mut (*call).f)
     };
-    let r = gort_unwind::catch(false, body);
+    let r = gort_unwind::catch(false, || {
+        let v = f();
+        // SAFETY: as above; written once, when the body returned.
+        unsafe { (*call).out.write(v) };
+    });
     let g = current_g();
     // SAFETY: the goroutine is locked to its M for the callback, so g.m
     // is the M of the callback (read after any park in the body).
