@@ -295,16 +295,18 @@ fn own_frames() -> Vec<usize> {
         ips.len() < MAX_FRAMES + 16
     });
     // Drop the frames of the dump itself: everything up to the last one
-    // that resolves inside this module or the backtrace crate.
+    // whose function is in this module or the backtrace crate. A frame's
+    // function is the last symbol at its address (inlined ones come
+    // first): `dump_string` inlined into the caller's frame leaves the
+    // frame the caller's.
     let mut skip = 0;
     for (i, &ip) in ips.iter().enumerate().take(16) {
         let mut ours = false;
         backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |s| {
-            if let Some(name) = s.name() {
+            ours = s.name().is_some_and(|name| {
                 let name = format!("{name:#}");
-                ours |= name.starts_with("gort_sched::sched::observe::")
-                    || name.starts_with("backtrace::");
-            }
+                name.starts_with("gort_sched::sched::observe::") || name.starts_with("backtrace::")
+            });
         });
         if ours {
             skip = i + 1;
