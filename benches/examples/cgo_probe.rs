@@ -70,7 +70,12 @@ fn rounds_ns(label: &str, rounds: usize, n: u64, mut f: impl FnMut(u64)) -> f64 
 }
 
 fn main() {
-    const ROUNDS: usize = 30;
+    // GORT_PROBE_ROUNDS: fewer rounds, for benches/go/paired.sh.
+    let rounds: usize = std::env::var("GORT_PROBE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(30);
     const N: u64 = 200_000;
     // An optional argument picks one shape (for perf record).
     let only: &'static Option<String> = Box::leak(Box::new(std::env::args().nth(1)));
@@ -87,7 +92,7 @@ fn main() {
             .run(move || {
                 let mut r = Vec::new();
                 if wants("call") {
-                    let ns = rounds_ns("call", ROUNDS, N, |n| {
+                    let ns = rounds_ns("call", rounds, N, |n| {
                         let mut s = 0i32;
                         for i in 0..n {
                             // SAFETY: the closure only calls the C function.
@@ -98,7 +103,7 @@ fn main() {
                     r.push(("call", ns));
                 }
                 if wants("round_trip") {
-                    let ns = rounds_ns("round trip", ROUNDS, N, |n| {
+                    let ns = rounds_ns("round trip", rounds, N, |n| {
                         for _ in 0..n {
                             // SAFETY: the closure only calls the C function.
                             unsafe { call(|| c::gort_c_loop(1, nop_cb, std::ptr::null_mut())) };
@@ -108,11 +113,11 @@ fn main() {
                 }
                 // Fewer operations per round: each costs microseconds.
                 if wants("panic") {
-                    let ns = rounds_ns("panic", ROUNDS, N / 10, |n| panics_across_c(n, true));
+                    let ns = rounds_ns("panic", rounds, N / 10, |n| panics_across_c(n, true));
                     r.push(("panic (recover)", ns));
                 }
                 if wants("panic_try") {
-                    let ns = rounds_ns("panic try", ROUNDS, N / 10, |n| panics_across_c(n, false));
+                    let ns = rounds_ns("panic try", rounds, N / 10, |n| panics_across_c(n, false));
                     r.push(("panic (try_call)", ns));
                 }
                 r
@@ -126,14 +131,14 @@ fn main() {
         // callback.
         // SAFETY: C calls back through `callback`.
         unsafe { c::gort_c_loop(1, nop_cb, std::ptr::null_mut()) };
-        let ns = rounds_ns("main thread", ROUNDS, N, |n| {
+        let ns = rounds_ns("main thread", rounds, N, |n| {
             // SAFETY: as above.
             unsafe { c::gort_c_loop(n as _, nop_cb, std::ptr::null_mut()) };
         });
         fastest.push(("main-thread callback", ns));
     }
     if wants("pthread") {
-        let ns = rounds_ns("pthread", ROUNDS, N, |n| {
+        let ns = rounds_ns("pthread", rounds, N, |n| {
             // SAFETY: as above.
             let e = unsafe { c::gort_c_threads(1, n as _, nop_cb, std::ptr::null_mut()) };
             assert_eq!(e, 0, "the C thread could not be created");
