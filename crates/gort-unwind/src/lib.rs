@@ -78,6 +78,7 @@
 
 mod catch;
 mod defer;
+mod fast;
 mod fatal;
 mod hook;
 mod panic;
@@ -86,6 +87,8 @@ mod state;
 
 pub use catch::{catch, catch_on_stack, recover};
 pub use defer::Defer;
+#[doc(hidden)]
+pub use fast::jumps_on_this_thread;
 pub use hook::hook_installed;
 pub use panic::{Location, Panic};
 pub use resume::{
