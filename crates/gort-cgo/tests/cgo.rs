@@ -203,6 +203,64 @@ fn a_panic_in_a_callback_is_recovered_across_c_frames() {
         .unwrap();
 }
 
+/// Go's shape, `recover(|| call(..))` with a panicking callback: with
+/// nothing to drop between the call and the recover, the panic goes from
+/// the call straight to the recover (one unwind, the callback body's);
+/// with a destructor or a deferred block between, the unwinder runs them
+/// as before. Also after parking inside the recover (possibly moving to
+/// another thread).
+#[test]
+fn a_recovered_panic_across_c_skips_the_second_unwind_only_when_nothing_runs() {
+    struct Count<'a>(&'a std::cell::Cell<u32>);
+    impl Drop for Count<'_> {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    rt(2)
+        .run(|| {
+            let mut marks = c::Marks::default();
+            let m: *mut c::Marks = &mut marks;
+            let mut zero = 0usize;
+            let arg: *mut usize = &mut zero;
+            let panicking = || {
+                // SAFETY: the closure only calls the C function.
+                unsafe { call(|| c::gort_c_call_deep(panicking_cb, arg.cast(), m)) }
+            };
+            // Locked, so that the per-thread jump count is this goroutine's.
+            gort_sched::lock_os_thread();
+            for _ in 0..common::scaled(100) {
+                let before = gort_unwind::jumps_on_this_thread();
+                let p = gort_unwind::recover(panicking).unwrap_err();
+                assert_eq!(p.message(), Some("deep callback failed"));
+                assert_eq!(gort_unwind::jumps_on_this_thread(), before + 1);
+
+                let dropped = std::cell::Cell::new(0);
+                let ran = std::cell::Cell::new(false);
+                let p = gort_unwind::recover(|| {
+                    let _c = Count(&dropped);
+                    gort_unwind::defer! { ran.set(true) }
+                    panicking()
+                })
+                .unwrap_err();
+                assert_eq!(p.message(), Some("deep callback failed"));
+                assert_eq!((dropped.get(), ran.get()), (1, true));
+                assert_eq!(gort_unwind::jumps_on_this_thread(), before + 1);
+            }
+            gort_sched::unlock_os_thread();
+            for _ in 0..common::scaled(100) {
+                let p = gort_unwind::recover(|| {
+                    gort_sched::sleep(Duration::from_micros(50));
+                    panicking()
+                })
+                .unwrap_err();
+                assert_eq!(p.message(), Some("deep callback failed"));
+            }
+            assert_eq!(marks.counts().1, 0, "C code after the callback ran");
+        })
+        .unwrap();
+}
+
 static FOREIGN_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn counting_cb(_arg: *mut c_void) {

@@ -587,16 +587,19 @@ unsafe fn call_site_runs_nothing(lsda: *const u8, func: usize, ip: usize) -> boo
         }
         let enc = r.u8();
         let len = r.uleb();
-        let end = r.0 as usize + len;
+        let end = (r.0 as usize).saturating_add(len);
         while (r.0 as usize) < end {
             let (Some(start), Some(len), Some(lpad)) = (r.enc(enc), r.enc(enc), r.enc(enc)) else {
                 return false;
             };
             r.uleb();
-            if ip < func + start {
+            let Some(start) = func.checked_add(start) else {
+                return false;
+            };
+            if ip < start {
                 return false;
             }
-            if ip < func + start + len {
+            if ip - start < len {
                 return lpad == 0;
             }
         }
