@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Scenarios: `recover_call` (`recover(|| cgo::call(..))`, Go's shape),
-//! `try_call`, `recover` (a plain `panic!` recovered, no C), `all` (the
-//! default).
+//! `try_call`, `recover` (a plain `panic!` recovered, no C), `recover_ok`
+//! and `catch_ok` (no panic: `recover` against `catch(true, ..)`),
+//! `cold_walk` (the first resume on a thread against the second), `all`
+//! (the default).
 
 // Examples are not documented items.
 #![allow(missing_docs)]
@@ -49,6 +51,17 @@ fn recover(_m: *mut c::Marks) {
 /// One scenario: a loop body given the C markers.
 type Op = fn(*mut c::Marks);
 
+/// No panic: what `recover` costs when nothing panics (on_stack_resumable
+/// around the closure)...
+fn recover_ok(_m: *mut c::Marks) {
+    assert_eq!(gort_unwind::recover(|| black_box(1)).unwrap(), 1);
+}
+
+/// ... against the quiet catch that `recover` was before (catch_unwind).
+fn catch_ok(_m: *mut c::Marks) {
+    assert_eq!(gort_unwind::catch(true, || black_box(1)).unwrap(), 1);
+}
+
 fn probe(name: &'static str, op: Op, batches: usize, per: usize) {
     let mut times: Vec<Duration> = gort_sched::Runtime::builder()
         .procs(1)
@@ -83,15 +96,47 @@ fn probe(name: &'static str, op: Op, batches: usize, per: usize) {
     );
 }
 
+/// The first `Panic::resume` on a fresh thread (the walk's cache is cold:
+/// it parses the frames' call-frame information) against the second.
+fn cold_walk() {
+    let times: Vec<(u128, u128)> = (0..20)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let p = || gort_unwind::recover(|| -> () { panic!("boom") }).unwrap_err();
+                let (p1, p2) = (p(), p());
+                let t = Instant::now();
+                let _ = gort_unwind::recover(move || -> () { p1.resume() });
+                let cold = t.elapsed().as_nanos();
+                let t = Instant::now();
+                let _ = gort_unwind::recover(move || -> () { p2.resume() });
+                (cold, t.elapsed().as_nanos())
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    let min = |f: fn(&(u128, u128)) -> u128| times.iter().map(f).min().unwrap();
+    println!(
+        "     cold_walk: first resume on a thread {} ns, second {} ns (fastest of 20 threads)",
+        min(|t| t.0),
+        min(|t| t.1)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map_or("all", String::as_str);
+    if which == "all" || which == "cold_walk" {
+        cold_walk();
+    }
     let batches = args.get(2).map_or(200, |s| s.parse().expect("BATCHES"));
     let per = args.get(3).map_or(200, |s| s.parse().expect("PER_BATCH"));
-    let all: [(&'static str, Op); 3] = [
+    let all: [(&'static str, Op); 5] = [
         ("recover_call", recover_call),
         ("try_call", try_call),
         ("recover", recover),
+        ("recover_ok", recover_ok),
+        ("catch_ok", catch_ok),
     ];
     for (name, op) in all {
         if which == "all" || which == name {
