@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Scenarios: `recover_call` (`recover(|| cgo::call(..))`, Go's shape),
-//! `try_call`, `recover` (a plain `panic!` recovered, no C), `recover_ok`
+//! `try_call`, `panic_only` (one `panic!` under a quiet catch: the floor),
+//! `recover` (a formatted `panic!` recovered, no C), `recover_ok`
 //! and `catch_ok` (no panic: `recover` against `catch(true, ..)`),
 //! `cold_walk` (the first resume on a thread against the second), `all`
 //! (the default).
@@ -40,6 +41,13 @@ fn recover_call(m: *mut c::Marks) {
 fn try_call(m: *mut c::Marks) {
     // SAFETY: the closure only calls the C function.
     let r = unsafe { gort_cgo::try_call(|| c::gort_c_call(panic_cb, std::ptr::null_mut(), m)) };
+    assert!(r.is_err());
+}
+
+/// The floor: one `panic!` caught by a quiet catch, no C, no resume (the
+/// unwinder's price for std's panic machinery and two frames).
+fn panic_only(_m: *mut c::Marks) {
+    let r = gort_unwind::catch(true, || -> () { panic!("boom") });
     assert!(r.is_err());
 }
 
@@ -131,9 +139,10 @@ fn main() {
     }
     let batches = args.get(2).map_or(200, |s| s.parse().expect("BATCHES"));
     let per = args.get(3).map_or(200, |s| s.parse().expect("PER_BATCH"));
-    let all: [(&'static str, Op); 5] = [
+    let all: [(&'static str, Op); 6] = [
         ("recover_call", recover_call),
         ("try_call", try_call),
+        ("panic_only", panic_only),
         ("recover", recover),
         ("recover_ok", recover_ok),
         ("catch_ok", catch_ok),
