@@ -53,7 +53,9 @@ go_batches() {
 
 # gort's K batches (the probe's rounds): "min median"
 gort_stats() {
-    GORT_PROBE_ROUNDS=$K "$PROBE" "$1" 2>&1 >/dev/null | awk '/min/ {print $3, $5}'
+    GORT_PROBE_ROUNDS=$K "$PROBE" "$1" 2>&1 >/dev/null |
+        awk '{for (i = 1; i < NF; i++) {if ($i == "min") a = $(i + 1); if ($i == "median") b = $(i + 1)}}
+             END {print a, b}'
 }
 
 declare -A RMIN RMED
