@@ -5,7 +5,7 @@
 //! it is a floor, not a replacement for the same-minute comparison with Go.
 //!
 //! `cargo run --release -p gort-benches --example cgo_probe [SHAPE]`, SHAPE one of
-//! call, round_trip, panic, panic_try, main, pthread
+//! call, round_trip, main, pthread (the panic shapes: cgo_panic_probe)
 //! (one shape only with an argument: for `perf record`).
 
 use std::ffi::c_void;
@@ -18,35 +18,6 @@ use gort_unwind_cframes as c;
 unsafe extern "C" fn nop_cb(_arg: *mut c_void) {
     // SAFETY: this frame holds nothing.
     unsafe { callback(|| black_box(())) }
-}
-
-unsafe extern "C" fn panic_cb(_arg: *mut c_void) {
-    // SAFETY: this frame holds nothing.
-    unsafe { callback(|| panic!("boom")) }
-}
-
-/// `n` panics in a callback from C, each recovered in the goroutine that
-/// called C: by `recover` around `call` (Go's shape) or by `try_call`.
-fn panics_across_c(n: u64, recover_call: bool) {
-    let mut marks = c::Marks::default();
-    let m: *mut c::Marks = &mut marks;
-    for _ in 0..n {
-        let r = if recover_call {
-            gort_unwind::recover(|| {
-                // SAFETY: the closure only calls the C function.
-                unsafe { call(|| c::gort_c_call(panic_cb, std::ptr::null_mut(), m)) }
-            })
-        } else {
-            // SAFETY: the closure only calls the C function.
-            unsafe { gort_cgo::try_call(|| c::gort_c_call(panic_cb, std::ptr::null_mut(), m)) }
-        };
-        assert!(r.is_err(), "the callback's panic was not recovered");
-    }
-    assert_eq!(
-        marks.counts(),
-        (n as isize, 0),
-        "C frames ran or were skipped wrongly"
-    );
 }
 
 /// Runs `f(n)` `rounds` times; prints min, median and max ns per
@@ -110,15 +81,6 @@ fn main() {
                         }
                     });
                     r.push(("round trip", ns));
-                }
-                // Fewer operations per round: each costs microseconds.
-                if wants("panic") {
-                    let ns = rounds_ns("panic", rounds, N / 10, |n| panics_across_c(n, true));
-                    r.push(("panic (recover)", ns));
-                }
-                if wants("panic_try") {
-                    let ns = rounds_ns("panic try", rounds, N / 10, |n| panics_across_c(n, false));
-                    r.push(("panic (try_call)", ns));
                 }
                 r
             })

@@ -4,8 +4,9 @@
 # This machine has slow spells of seconds to minutes that change every
 # number by up to 2x, on both sides. One criterion run and one `go test`
 # run a minute apart can land in different spells, so their ratio says
-# little. Here every round runs Go's benchmark and gort's probe for one
-# shape back to back (a few seconds in all), K batches each, and takes the
+# little. Here every round runs Go's benchmark and gort's probe (cgo_probe;
+# cgo_panic_probe for the panic) for one shape back to back (a few seconds
+# in all), K batches each, and takes the
 # ratio of the two fastest batches and of the two median batches. The
 # summary is the median of those ratios over the rounds.
 #
@@ -23,8 +24,10 @@ T=$(mktemp -d /tmp/gort-paired.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
 echo "building (gort probe, Go test binaries, Go c-archive driver) ..." >&2
-(cd "$ROOT" && cargo build --quiet --release -p gort-benches --example cgo_probe)
+(cd "$ROOT" && cargo build --quiet --release -p gort-benches --example cgo_probe \
+    --example cgo_panic_probe)
 PROBE=$ROOT/target/release/examples/cgo_probe
+PANIC_PROBE=$ROOT/target/release/examples/cgo_panic_probe
 (cd "$ROOT/benches/go/cgo" && "$GO" test -c -o "$T/cgo.test")
 (cd "$ROOT/benches/go/unwind" && "$GO" test -c -o "$T/unwind.test")
 (cd "$ROOT/benches/go/cgo/carchive" && "$GO" build -buildmode=c-archive -o "$T/libgo.a" .)
@@ -51,9 +54,13 @@ go_batches() {
         -test.count "$K" | awk '/^Benchmark/ {print $3}'
 }
 
-# gort's K batches (the probe's rounds): "min median"
+# gort's K batches (the probes' rounds): "min median"
 gort_stats() {
-    GORT_PROBE_ROUNDS=$K "$PROBE" "$1" 2>&1 >/dev/null |
+    if [ "$1" = panic ]; then
+        "$PANIC_PROBE" recover_call "$K" 20000 2>/dev/null
+    else
+        GORT_PROBE_ROUNDS=$K "$PROBE" "$1" 2>&1 >/dev/null
+    fi |
         awk '{for (i = 1; i < NF; i++) {if ($i == "min") a = $(i + 1); if ($i == "median") b = $(i + 1)}}
              END {print a, b}'
 }
