@@ -55,6 +55,8 @@ fn install() {
     // Between take and set another thread's set_hook would be lost; std has
     // no stable atomic update. Programs set their hook at start, before
     // this runs.
+    #[cfg(gort_fast_raise)]
+    crate::raise::prepare();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         record(info);

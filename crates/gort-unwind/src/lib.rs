@@ -77,11 +77,14 @@
 #![deny(missing_docs)]
 
 mod catch;
+mod cfi;
 mod defer;
 mod fast;
 mod fatal;
 mod hook;
 mod panic;
+#[cfg(gort_fast_raise)]
+mod raise;
 mod resume;
 mod state;
 
@@ -90,6 +93,23 @@ pub use defer::Defer;
 #[doc(hidden)]
 pub use fast::jumps_on_this_thread;
 pub use hook::hook_installed;
+
+/// How many times a panic on this thread went to a landing pad (a catch,
+/// or a cleanup on the way) without the system unwinder (for tests and
+/// benchmarks; always 0 where the `fast-raise` feature is off or the
+/// target is not supported).
+#[doc(hidden)]
+pub fn fast_landings_on_this_thread() -> u64 {
+    #[cfg(gort_fast_raise)]
+    return raise::landings_on_this_thread();
+    #[cfg(not(gort_fast_raise))]
+    return 0;
+}
+
+/// Whether this build raises panics with gort-unwind's own first pass
+/// (the `fast-raise` feature, on a supported target).
+#[doc(hidden)]
+pub const FAST_RAISE: bool = cfg!(gort_fast_raise);
 pub use panic::{Location, Panic};
 pub use resume::{
     below_gap, call_with_resume_point, call_with_resume_point_below, callback_boundary,

@@ -94,3 +94,57 @@ fn unwind_to_resume_point_while_panicking_aborts() {
         &["fatal: unwind_to_resume_point while another panic is unwinding: jump"],
     );
 }
+
+/// Calls `f` through a pointer, so that the call stays a call.
+#[inline(never)]
+fn call_through(f: extern "C" fn()) {
+    std::hint::black_box(f)()
+}
+
+/// A panic that leaves an `extern "C"` function (which must not unwind)
+/// aborts with std's message, with the catch above it or not: the raise
+/// (gort's walk, or the system unwinder where it falls back) ends in
+/// std's abort, not in the catch.
+#[test]
+fn a_panic_out_of_a_nounwind_function_aborts() {
+    const NAME: &str = "a_panic_out_of_a_nounwind_function_aborts";
+    extern "C" fn nounwind() {
+        panic!("escaping");
+    }
+    if is_child(NAME) {
+        let _ = std::panic::catch_unwind(|| call_through(nounwind));
+        unreachable!("a panic left an extern \"C\" function");
+    }
+    assert_aborted_with(
+        NAME,
+        &["escaping", "panic in a function that cannot unwind"],
+    );
+}
+
+/// A panic with no catch anywhere on its stack (a thread started with
+/// pthread_create, not std) aborts as std says: the raise finds no
+/// handler.
+#[test]
+fn a_panic_with_no_catch_on_its_stack_aborts() {
+    const NAME: &str = "a_panic_with_no_catch_on_its_stack_aborts";
+    extern "C-unwind" fn start(_: *mut libc::c_void) -> *mut libc::c_void {
+        std::panic::resume_unwind(Box::new("uncaught"));
+    }
+    if is_child(NAME) {
+        let mut t: libc::pthread_t = 0;
+        // SAFETY: a plain thread running `start`, joined below; `start`
+        // never unwinds into pthread's frames (with no catch, the raise
+        // fails and std aborts), so the "C" pointer type is not a lie.
+        unsafe {
+            let f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void =
+                std::mem::transmute(start as extern "C-unwind" fn(_) -> _);
+            assert_eq!(
+                libc::pthread_create(&mut t, std::ptr::null(), f, std::ptr::null_mut()),
+                0
+            );
+            libc::pthread_join(t, std::ptr::null_mut());
+        }
+        unreachable!("the uncaught panic's thread ended");
+    }
+    assert_aborted_with(NAME, &["failed to initiate panic"]);
+}
