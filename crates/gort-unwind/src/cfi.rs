@@ -146,21 +146,33 @@ impl Rule {
 
 /// Rules by return address, per thread (a walk never switches stacks, so
 /// the thread does not change under it).
+///
+/// Must hold: an entry with key `pc` holds `compute_rule(pc)` for the code
+/// loaded when `subs` was read; the table is never fuller than
+/// `CACHE_LIMIT`, so a probe always ends at an empty slot.
 pub(crate) struct Cache {
-    /// Direct-mapped; empty until first use. `(key, rule)`, key 0: empty.
+    /// Open addressing with linear probing, by a multiplicative hash of
+    /// the return address; empty until first use. `(key, rule)`, key 0:
+    /// empty. Entries are never evicted one by one (a walk that keeps
+    /// evicting its own return addresses would parse them every time):
+    /// the table is emptied when it reaches `CACHE_LIMIT`.
     entries: Vec<(usize, Option<Rule>)>,
+    used: usize,
     /// glibc's count of objects unloaded when the entries were made.
     subs: u64,
 }
 
-/// Entries (about 100 bytes each on 64-bit targets): 25 KiB per thread
-/// that ever walks, plenty for the few dozen return addresses a walk
-/// visits.
-const CACHE_SIZE: usize = 256;
+/// Slots (a power of two; about 100 bytes each on 64-bit targets: 50 KiB
+/// per thread that ever walks).
+const CACHE_SIZE: usize = 512;
+
+/// Entries before the table is emptied: the distinct return addresses a
+/// thread's walks visit are a few dozen in most programs.
+const CACHE_LIMIT: usize = CACHE_SIZE / 2;
 
 thread_local! {
     static CACHE: RefCell<Cache> = const {
-        RefCell::new(Cache { entries: Vec::new(), subs: 0 })
+        RefCell::new(Cache { entries: Vec::new(), used: 0, subs: 0 })
     };
 }
 
@@ -184,9 +196,14 @@ impl Cache {
     fn check_generation(&mut self) {
         let subs = loaded_objects_removed();
         if subs != self.subs {
-            self.entries.clear();
+            self.clear();
             self.subs = subs;
         }
+    }
+
+    fn clear(&mut self) {
+        self.entries.iter_mut().for_each(|e| e.0 = 0);
+        self.used = 0;
     }
 
     /// The rule for a return address, `None` when the walk cannot go on
@@ -195,13 +212,29 @@ impl Cache {
         if self.entries.is_empty() {
             self.entries.resize(CACHE_SIZE, (0, None));
         }
-        let i = ((pc >> 2) ^ (pc >> 10)) % CACHE_SIZE;
-        let e = &mut self.entries[i];
-        if e.0 != pc {
-            *e = (pc, compute_rule(pc));
+        let mut i = slot(pc);
+        loop {
+            match self.entries[i] {
+                (key, rule) if key == pc => return rule,
+                (0, _) => break,
+                _ => i = (i + 1) % CACHE_SIZE,
+            }
         }
-        e.1
+        let rule = compute_rule(pc);
+        if self.used == CACHE_LIMIT {
+            self.clear();
+            i = slot(pc);
+        }
+        self.entries[i] = (pc, rule);
+        self.used += 1;
+        rule
     }
+}
+
+/// Where the probe for `pc` starts: Fibonacci hashing (the top bits of
+/// pc * 2^64/phi), so that return addresses a few bytes apart spread out.
+fn slot(pc: usize) -> usize {
+    ((pc as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_SIZE.trailing_zeros())) as usize
 }
 
 /// glibc's count of objects removed from the process (dl_iterate_phdr's
