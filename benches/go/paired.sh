@@ -65,7 +65,7 @@ gort_stats() {
              END {print a, b}'
 }
 
-declare -A RMIN RMED
+declare -A RMIN RMED FLOOR_GORT FLOOR_GO
 printf '%-11s %5s %10s %10s %7s %10s %10s %7s\n' shape round "gort min" "Go min" ratio \
     "gort med" "Go med" ratio
 for r in $(seq "$ROUNDS"); do
@@ -76,6 +76,8 @@ for r in $(seq "$ROUNDS"); do
         qmed=$(awk -v a="$rmed" -v b="$gmed" 'BEGIN {printf "%.3f", a / b}')
         RMIN[$s]+="$qmin "
         RMED[$s]+="$qmed "
+        FLOOR_GORT[$s]+="$rmin "
+        FLOOR_GO[$s]+="$gmin "
         printf '%-11s %5s %10s %10s %7s %10s %10s %7s\n' "$s" "$r" "$rmin" "$gmin" "$qmin" \
             "$rmed" "$gmed" "$qmed"
     done
@@ -89,4 +91,14 @@ for s in $SHAPES; do
     read -r lo2 mid2 hi2 < <(printf '%s\n' ${RMED[$s]} | sort -g | awk '{v[NR]=$1} END {print v[1], v[int((NR+1)/2)], v[NR]}')
     printf '%-11s fastest batches %s (%s-%s)   median batches %s (%s-%s)\n' "$s" "$mid" "$lo" "$hi" \
         "$mid2" "$lo2" "$hi2"
+done
+echo
+echo "floors: each side's fastest batch over all $ROUNDS rounds (what each can do on this machine in this run):"
+for s in $SHAPES; do
+    # shellcheck disable=SC2086
+    fg=$(printf '%s\n' ${FLOOR_GORT[$s]} | sort -g | head -1)
+    # shellcheck disable=SC2086
+    fo=$(printf '%s\n' ${FLOOR_GO[$s]} | sort -g | head -1)
+    printf '%-11s gort %s ns   Go %s ns   gort / Go %s\n' "$s" "$fg" "$fo" \
+        "$(awk -v a="$fg" -v b="$fo" 'BEGIN {printf "%.3f", a / b}')"
 done

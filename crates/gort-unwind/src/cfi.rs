@@ -52,6 +52,19 @@ impl Regs {
     /// All callee-saved registers known.
     pub const ALL: u32 = (1 << N) - 1;
 
+    /// A frame of which only the pc, stack pointer and frame pointer are
+    /// known.
+    fn at(pc: usize, sp: usize, fp: usize) -> Regs {
+        let mut saved = [0; N];
+        saved[arch::FP] = fp;
+        Regs {
+            saved,
+            sp,
+            pc,
+            known: 1 << arch::FP,
+        }
+    }
+
     fn get(&self, i: usize) -> Option<usize> {
         (self.known & (1 << i) != 0).then(|| self.saved[i])
     }
@@ -624,15 +637,8 @@ mod arch {
                 options(nomem, nostack, preserves_flags),
             );
         }
-        let mut saved = [0; N];
-        saved[FP] = fp;
         // The walk looks up pc - 1 as for a return address: still here.
-        Regs {
-            saved,
-            sp,
-            pc,
-            known: 1 << FP,
-        }
+        Regs::at(pc, sp, fp)
     }
 }
 
@@ -669,15 +675,8 @@ mod arch {
                 options(nomem, nostack, preserves_flags),
             );
         }
-        let mut saved = [0; N];
-        saved[FP] = fp;
         // pc is the adr itself: look-ups use pc - 1, so start one past.
-        Regs {
-            saved,
-            sp,
-            pc: pc + 4,
-            known: 1 << FP,
-        }
+        Regs::at(pc + 4, sp, fp)
     }
 }
 
@@ -714,13 +713,6 @@ mod arch {
                 options(preserves_flags),
             );
         }
-        let mut saved = [0; N];
-        saved[FP] = fp;
-        Regs {
-            saved,
-            sp,
-            pc,
-            known: 1 << FP,
-        }
+        Regs::at(pc, sp, fp)
     }
 }
