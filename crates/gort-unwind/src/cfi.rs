@@ -19,6 +19,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
+use std::ops::ControlFlow;
 
 pub(crate) use arch::{here, N};
 
@@ -29,6 +30,42 @@ pub(crate) const MAX_FRAMES: usize = 64;
 /// A walk whose frames reach further than this above its start gives up:
 /// call-frame information that points off the stack.
 pub(crate) const MAX_SPAN: usize = 1 << 30;
+
+/// Walks up the stack from `start`, calling `visit(depth, rule, regs,
+/// cfa)` for each frame (`depth` 0 is `start`'s) until it breaks with the
+/// walk's result. `None` when a frame has no rule the walk can follow,
+/// when the CFAs stop growing or reach further than `MAX_SPAN` above the
+/// start, at a zero return address, and past `MAX_FRAMES` frames.
+///
+/// # Safety
+/// `start` holds the pc, the stack pointer and the known callee-saved
+/// registers of a live frame on the current stack (the walk reads the
+/// stack above it).
+pub(crate) unsafe fn walk_frames<T>(
+    c: &mut Cache,
+    start: Regs,
+    mut visit: impl FnMut(usize, &Rule, &Regs, usize) -> ControlFlow<Option<T>>,
+) -> Option<T> {
+    let mut r = start;
+    for depth in 0..MAX_FRAMES {
+        let rule = c.rule(r.pc)?;
+        let cfa = rule.cfa(&r)?;
+        if cfa <= r.sp || cfa - start.sp > MAX_SPAN {
+            return None;
+        }
+        if let ControlFlow::Break(found) = visit(depth, &rule, &r, cfa) {
+            return found;
+        }
+        // SAFETY: the frame's call-frame information says where its
+        // caller's registers are saved: in this frame, on this stack, live
+        // (the caller's contract).
+        r = unsafe { rule.caller(&r, cfa) };
+        if r.pc == 0 {
+            return None;
+        }
+    }
+    None
+}
 
 /// A frame's registers, as far as a walk tracks them: the pc, the stack
 /// pointer (the CFA of the frame below), and the callee-saved registers of

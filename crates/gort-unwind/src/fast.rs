@@ -39,6 +39,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use gort_arch::{current_sp, on_stack_resumable, switch, Context, STACK_ALIGN};
 
+use std::ops::ControlFlow;
+
 use crate::cfi::{self, Action, Cache, Regs, MAX_FRAMES, MAX_SPAN};
 use crate::fatal::fatal;
 use crate::Panic;
@@ -219,36 +221,24 @@ pub(crate) fn innermost_scope() -> Option<*mut Scope> {
 unsafe fn walk(c: &mut Cache, here: Regs) -> Option<*mut Scope> {
     let resume_fn = Panic::resume as fn(Panic) -> ! as usize;
     let tramp_fn = tramp as unsafe extern "C" fn(usize) -> usize as usize;
-    let start = here.sp;
-    let mut r = here;
     // (function start, runs nothing when unwound) of frames 2.. .
     let mut frames = [(0usize, false); MAX_FRAMES];
-    for depth in 0..MAX_FRAMES {
-        let rule = c.rule(r.pc)?;
-        let cfa = rule.cfa(&r)?;
-        if cfa <= r.sp || cfa - start > MAX_SPAN {
-            return None;
+    let visit = |depth, rule: &cfi::Rule, _: &Regs, cfa| match depth {
+        0 => ControlFlow::Continue(()),
+        1 if rule.func != resume_fn => ControlFlow::Break(None),
+        1 => ControlFlow::Continue(()),
+        _ if rule.func == tramp_fn => {
+            // SAFETY: this frame is a live `tramp` (its code is where the
+            // return address points, and it is on this stack).
+            ControlFlow::Break(unsafe { scope_of(cfa, &frames[2..depth]) })
         }
-        match depth {
-            0 => {}
-            1 if rule.func != resume_fn => return None,
-            1 => {}
-            _ if rule.func == tramp_fn => {
-                // SAFETY: this frame is a live `tramp` (its code is where
-                // the return address points, and it is on this stack).
-                return unsafe { scope_of(cfa, &frames[2..depth]) };
-            }
-            _ => frames[depth] = (rule.func, rule.action == Action::None),
+        _ => {
+            frames[depth] = (rule.func, rule.action == Action::None);
+            ControlFlow::Continue(())
         }
-        // SAFETY: the frame's call-frame information says where its
-        // caller's return address and frame pointer are saved: in this
-        // frame, on this stack, live (the caller's contract).
-        r = unsafe { rule.caller(&r, cfa) };
-        if r.pc == 0 {
-            return None;
-        }
-    }
-    None
+    };
+    // SAFETY: the caller's contract.
+    unsafe { cfi::walk_frames(c, here, visit) }
 }
 
 /// The scope of the `tramp` frame whose CFA is `cfa`, if every frame from

@@ -47,9 +47,10 @@
 
 use std::cell::Cell;
 use std::ffi::CStr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cfi::{self, Action, Cache, Regs, MAX_FRAMES, MAX_SPAN, N};
+use crate::cfi::{self, Action, Cache, Regs, Rule, N};
 use crate::fatal::fatal;
 
 /// The head of an exception object (`struct _Unwind_Exception`): the
@@ -73,6 +74,7 @@ const RUST_CLASS: u64 = u64::from_ne_bytes(*b"MOZ\0RUST");
 /// `cfi::arch::SAVED`'s order, its stack pointer, the landing pad, the
 /// exception for the first data register.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Landing {
     saved: [usize; N],
     sp: usize,
@@ -211,50 +213,41 @@ unsafe fn plan(exc: *mut Exception, from: &Regs, pass: Pass) -> Option<(Landing,
 
 /// # Safety
 /// As for [`plan`].
-unsafe fn walk(c: &mut Cache, mut r: Regs, exc: usize, pass: Pass) -> Option<(Landing, usize)> {
-    let start = r.sp;
+unsafe fn walk(c: &mut Cache, start: Regs, exc: usize, pass: Pass) -> Option<(Landing, usize)> {
     let mut landing = None;
-    for _ in 0..MAX_FRAMES {
-        let rule = c.rule(r.pc)?;
-        let cfa = rule.cfa(&r)?;
-        if cfa <= r.sp || cfa - start > MAX_SPAN {
-            return None;
-        }
+    let visit = |_, rule: &Rule, r: &Regs, cfa| {
         match (rule.action, pass) {
             // libgcc asserts that the handler frame lands: let it.
-            (Action::None, Pass::Resume { handler }) if cfa == handler => return None,
+            (Action::None, Pass::Resume { handler }) if cfa == handler => {
+                return ControlFlow::Break(None)
+            }
             (Action::None, _) => {}
-            (Action::Unknown, _) => return None,
+            (Action::Unknown, _) => return ControlFlow::Break(None),
             (Action::Cleanup(pad) | Action::Catch(pad), _) => {
                 if landing.is_none() {
                     if r.known != Regs::ALL {
-                        return None;
+                        return ControlFlow::Break(None);
                     }
                     landing = Some(Landing {
                         saved: r.saved,
-                        sp: rule.landing_sp(&r),
+                        sp: rule.landing_sp(r),
                         pc: pad,
                         exc,
                     });
                 }
-                match pass {
-                    Pass::Resume { handler } => return landing.map(|l| (l, handler)),
-                    Pass::Raise if matches!(rule.action, Action::Catch(_)) => {
-                        return landing.map(|l| (l, cfa));
-                    }
-                    Pass::Raise => {}
-                }
+                let handler = match pass {
+                    Pass::Resume { handler } => handler,
+                    Pass::Raise if matches!(rule.action, Action::Catch(_)) => cfa,
+                    // A cleanup: the search goes on to the catch.
+                    Pass::Raise => return ControlFlow::Continue(()),
+                };
+                return ControlFlow::Break(landing.map(|l| (l, handler)));
             }
         }
-        // SAFETY: the frame's call-frame information says where its
-        // caller's registers are saved: in this frame, on this stack, live
-        // (the caller's contract).
-        r = unsafe { rule.caller(&r, cfa) };
-        if r.pc == 0 {
-            return None;
-        }
-    }
-    None
+        ControlFlow::Continue(())
+    };
+    // SAFETY: the caller's contract.
+    unsafe { cfi::walk_frames(c, start, visit) }
 }
 
 unsafe extern "C" {
