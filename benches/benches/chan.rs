@@ -1,5 +1,5 @@
 //! gort-sync channels against tokio and may (Go's figures come from
-//! benches/go/chan, same shapes), issue 6:
+//! benches/go/chan, same shapes):
 //!
 //! - `ping_pong/{rendezvous,buffered1}/procs{1,2}`: two goroutines pass a
 //!   value back and forth over two channels (capacity 0, or 1); one

@@ -1,4 +1,4 @@
-//! Handoff latency (issue 6): with one P, a goroutine blocks in a system
+//! Handoff latency: with one P, a goroutine blocks in a system
 //! call while another goroutine is runnable; how long until the other one
 //! runs? Go's shape is benches/go/handoff (a blocking `syscall.Syscall`).
 //!

@@ -1,5 +1,5 @@
 //! gort-sched against may and tokio (Go's figures come from benches/go/sched,
-//! same shapes), issue 5:
+//! same shapes):
 //!
 //! - `spawn_join/procs{1,2}`: goroutines spawned in rounds of 10,000, each
 //!   round joined handle by handle; one iteration = one goroutine (each

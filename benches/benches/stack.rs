@@ -23,7 +23,7 @@ fn consume(b: Bounds) {
 
 fn bounds(c: &mut Criterion) {
     let mut g = c.benchmark_group("bounds");
-    // The seed-002 cache hit: accurate bounds that contain SP.
+    // The golang/go#68285 cache hit: accurate bounds that contain SP.
     assert!(thread_bounds().is_accurate());
     g.bench_function("cached_lookup", |b| {
         b.iter(|| {

@@ -1,8 +1,8 @@
 //! Panics and recover: a panic in a callback from C that skips the C frame
 //! and is recovered in the Rust frame that called C, and the parts that
 //! cost goes to. Go's same shape is benches/go/unwind (Go 1.23.5; 295 ns
-//! quoted in issue 4, 441 ns CPU time in the session recorded in
-//! docs/performance.md).
+//! measured on a quiet box, 441 ns CPU time on this machine, as recorded in
+//! docs/perf-history.md).
 //!
 //! Run: `cargo bench -p gort-benches --bench unwind`, with RUST_BACKTRACE
 //! unset (with it set, std's default hook captures a backtrace per panic).

@@ -1,4 +1,4 @@
-//! Times issue 7's panic-across-C shapes in batches and prints the fastest
+//! Times the panic-across-C shapes in batches and prints the fastest
 //! and the median batch per operation: on a loaded machine the fastest
 //! batch is the cost without preemption, which criterion's mean hides.
 //! See the gort-cgo section of docs/performance.md.

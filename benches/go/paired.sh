@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gort-cgo against Go's cgo, paired and interleaved (issue 7's ratios).
+# gort-cgo against Go's cgo, paired and interleaved (the C bridge's ratios
+# in docs/performance.md).
 #
 # This machine has slow spells of seconds to minutes that change every
 # number by up to 2x, on both sides. One criterion run and one `go test`

@@ -1,6 +1,5 @@
 // Channel ping-pong of the same shapes as benches/benches/chan.rs, for
-// side-by-side numbers with gort, may and tokio (issue 6,
-// docs/performance.md).
+// side-by-side numbers with gort, may and tokio (docs/performance.md).
 //
 // Run (GOMAXPROCS picks the number of Ps):
 //

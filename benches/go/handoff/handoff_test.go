@@ -1,5 +1,5 @@
 // Handoff latency, the shape of benches/benches/handoff.rs, for
-// side-by-side numbers with gort (issue 6, docs/performance.md).
+// side-by-side numbers with gort (docs/performance.md).
 //
 // With GOMAXPROCS=1, the test goroutine starts B (which only reads the
 // clock), reads the clock (t0) and blocks 5 ms in a raw nanosleep system

@@ -1,5 +1,5 @@
 // Scheduler benchmarks of the same shapes as benches/benches/sched.rs, for
-// side-by-side numbers with gort, may and tokio (issue 5, docs/performance.md).
+// side-by-side numbers with gort, may and tokio (docs/performance.md).
 //
 // Run (GOMAXPROCS picks the number of Ps):
 //

@@ -104,7 +104,9 @@ pub const STACK_ALIGN: usize = 16;
 /// four words (drawn in each backend's module).
 pub const INIT_FRAME_SIZE: usize = 4 * std::mem::size_of::<usize>();
 
+mod context;
 mod trace;
+pub use context::Context;
 pub use trace::backtrace_of;
 
 // The two trampolines every backend defines in its global_asm (same names
@@ -118,72 +120,6 @@ extern "C" {
         top: usize,
         resume: *mut Context,
     ) -> usize;
-}
-
-/// A suspended execution context: the stack pointer at which [`switch`] (or
-/// [`init`]) left the context's saved registers.
-///
-/// Must hold: a non-empty `Context` points into a live stack whose saved
-/// state was written by [`switch`] or [`init`] and has not been resumed
-/// since. There is exactly one `Context` per suspended execution: `switch`
-/// consumes the one it resumes and hands the one it suspends to the resumed
-/// side, and a `Context` is neither `Clone` nor `Copy`. Dropping one
-/// abandons that execution without running anything on its stack.
-#[repr(transparent)]
-#[derive(Debug, PartialEq, Eq)]
-pub struct Context {
-    sp: usize,
-}
-
-impl Context {
-    /// A placeholder that holds no context; [`switch`] fills it in.
-    #[inline]
-    pub const fn empty() -> Self {
-        Context { sp: 0 }
-    }
-
-    /// True for a placeholder that holds no context.
-    #[inline]
-    pub const fn is_empty(&self) -> bool {
-        self.sp == 0
-    }
-
-    /// The saved stack pointer (0 when empty). Useful to check that a
-    /// suspended context's stack lies inside its allocation, or to walk it.
-    #[inline]
-    pub const fn stack_pointer(&self) -> usize {
-        self.sp
-    }
-
-    /// The raw stack pointer, giving up ownership (for storing a context in
-    /// an atomic or passing it through C). Rebuild it with [`Context::from_raw`].
-    #[inline]
-    pub fn into_raw(self) -> usize {
-        self.sp
-    }
-
-    /// Rebuilds a context from [`Context::into_raw`].
-    ///
-    /// # Safety
-    ///
-    /// `sp` must come from `into_raw` of a context that has not been rebuilt
-    /// since (or be 0, which gives an empty context).
-    #[inline]
-    pub unsafe fn from_raw(sp: usize) -> Context {
-        Context { sp }
-    }
-
-    /// Takes the context out, leaving an empty one in its place.
-    #[inline]
-    pub fn take(&mut self) -> Context {
-        std::mem::take(self)
-    }
-}
-
-impl Default for Context {
-    fn default() -> Self {
-        Context::empty()
-    }
 }
 
 /// The function a fresh context enters on the first [`switch`] to it.
@@ -275,7 +211,7 @@ pub unsafe fn switch(to: Context, value: usize) -> (Context, usize) {
 /// [`STACK_ALIGN`], not in use by anything else, and large enough for `f`.
 pub unsafe fn on_stack<R, F: FnOnce() -> R>(stack_top: *mut u8, f: F) -> std::thread::Result<R> {
     assert!(
-        (stack_top as usize) % STACK_ALIGN == 0,
+        (stack_top as usize).is_multiple_of(STACK_ALIGN),
         "on_stack: stack_top {stack_top:p} is not {STACK_ALIGN}-byte aligned"
     );
 
@@ -349,7 +285,7 @@ pub unsafe fn on_stack_resumable(
     arg: usize,
     resume: *mut Context,
 ) -> usize {
-    debug_assert!((stack_top as usize) % STACK_ALIGN == 0);
+    debug_assert!((stack_top as usize).is_multiple_of(STACK_ALIGN));
     // SAFETY: forwarded from this function's contract. The trampoline
     // preserves every callee-saved register on both ways out (it restores
     // them from its own frame), so to the compiler it is a plain call.
@@ -365,3 +301,8 @@ pub unsafe fn on_stack_resumable(
 pub fn current_sp() -> usize {
     imp::current_sp()
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! Calls into C that never stall other goroutines, and callbacks from C on
-//! any thread, with Go's cgo semantics (seeds 000, 001, 002).
+//! any thread, with Go's cgo semantics (golang/go#62102, #21827, #68285).
 //!
 //! - [`call`]: runs a function that calls C on the M's system stack (C
 //!   gets the thread's full stack), in syscall state: if C blocks, sysmon
@@ -49,10 +49,10 @@
 use std::cell::RefCell;
 use std::sync::{mpsc, Mutex};
 
-use gort_sched::cgo::{BoundM, CallbackSite, RuntimeRef};
+use gort_sched::cgocall::{fatal, BoundM, CallbackSite, RuntimeRef};
 
 /// Runs `f`, which calls into C, the way Go's cgo calls C: on the M's
-/// system stack, in syscall state, with the M marked as in C (seed 001:
+/// system stack, in syscall state, with the M marked as in C (golang/go#21827:
 /// in-C is set after entering syscall state and cleared before leaving
 /// it). While `f` runs, the goroutine's P may be handed to another thread
 /// (after ~20-50 µs, and only when other goroutines need it), and the
@@ -80,7 +80,7 @@ use gort_sched::cgo::{BoundM, CallbackSite, RuntimeRef};
 #[inline]
 pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: forwarded from this function's contract.
-    unsafe { gort_sched::cgo::call(f) }
+    unsafe { gort_sched::cgocall::call(f) }
 }
 
 /// [`call`], returning a panic in `f` or in a callback that its C code
@@ -110,7 +110,7 @@ pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, gort_unwind::Panic
     // the panic hook does not print it. Nothing unwinds through this catch
     // (the panic comes back as a value), so it costs nothing.
     // SAFETY: forwarded from this function's contract.
-    gort_unwind::catch(true, || unsafe { gort_sched::cgo::try_call(f) }).and_then(|r| r)
+    gort_unwind::catch(true, || unsafe { gort_sched::cgocall::try_call(f) }).and_then(|r| r)
 }
 
 /// Runs the body of a callback from C, `f`, as a goroutine: call it at the
@@ -119,12 +119,12 @@ pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, gort_unwind::Panic
 ///
 /// - Inside a [`call`] on this thread: `f` runs as the calling goroutine,
 ///   on its stack below the call, locked to this thread for its duration
-///   (seed 000); it gets a P first, which may mean waiting for one.
+///   (golang/go#62102); it gets a P first, which may mean waiting for one.
 /// - On any other thread: the thread is bound to an extra M of the
 ///   callback runtime (once; the binding lasts until the thread exits) and
 ///   `f` runs as a goroutine locked to it. The system-stack bounds are
 ///   re-probed only when the cached ones do not contain the stack pointer,
-///   and restored after (seed 002).
+///   and restored after (golang/go#68285).
 /// - Called from Rust, not from C (a goroutine that is not in [`call`]),
 ///   `f` just runs.
 ///
@@ -139,13 +139,13 @@ pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, gort_unwind::Panic
 /// outside `f`: if `f` panics, its frame is abandoned along with the C
 /// frames. (Everything inside `f` is unwound normally.)
 pub unsafe fn callback<R>(f: impl FnOnce() -> R) -> R {
-    match gort_sched::cgo::callback_site() {
+    match gort_sched::cgocall::callback_site() {
         CallbackSite::Nested => {
             let saved = update_system_stack_bounds();
             // SAFETY: forwarded; the site is Nested. (A panic in `f` does
             // not come back here: the outer callback's bounds are put back
             // by the outer callback itself when it returns.)
-            let r = unsafe { gort_sched::cgo::callback_nested(f) };
+            let r = unsafe { gort_sched::cgocall::callback_nested(f) };
             restore_system_stack_bounds(saved);
             r
         }
@@ -155,7 +155,7 @@ pub unsafe fn callback<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Seed 002, at a callback's entry on the system stack: this thread's
+/// golang/go#68285, at a callback's entry on the system stack: this thread's
 /// stack bounds for the callback are the cached ones when they are
 /// accurate and contain SP (no probe: Go's fix that took main-thread
 /// callbacks from 96 us to 0.1 us), else re-probed around SP, an estimate
@@ -203,10 +203,10 @@ static CALLBACK_RUNTIME: Mutex<Option<RuntimeRef>> = Mutex::new(None);
 /// start on the first such callback. Threads already bound to another
 /// runtime stay bound to it while that runtime runs.
 ///
-/// The runtime's deadlock detection does not know about C threads that
-/// have not called in yet: build it with
-/// `Runtime::builder().external_wakers(true)` if its goroutines wait for
-/// such callbacks.
+/// Goroutines waiting for such callbacks are not reported as deadlocked
+/// under default settings while the C threads that will call are alive
+/// (they are threads outside the runtime); a runtime built with
+/// `external_wakers(false)` would report them.
 ///
 /// # Panics
 /// Outside a goroutine.
@@ -247,8 +247,8 @@ fn start_default_runtime() -> RuntimeRef {
                 let _ = tx.send(Ok(RuntimeRef::current().expect("in a goroutine")));
                 // Serve callbacks for the life of the process.
                 loop {
-                    gort_sched::park(
-                        gort_sched::WaitReason::Other("serving callbacks from C"),
+                    gort_sched::park::park(
+                        gort_sched::park::WaitReason::Other("serving callbacks from C"),
                         |_| true,
                     );
                 }
@@ -380,7 +380,7 @@ pub struct Counts {
     pub extra_ms: usize,
 }
 
-fn fatal(msg: &str) -> ! {
-    eprintln!("fatal error: gort: {msg}");
-    std::process::abort()
-}
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,82 +1,44 @@
-//! Goroutines: the G, its states and wait reasons.
+//! The goroutine: the G, its handle [`GRef`], its goroutine-local values,
+//! and the rules for changing its status.
+//!
+//! A G is allocated once, boxed and owned by its runtime (`Sched::allgs`),
+//! and never freed while the runtime lives: dead Gs are reused from free
+//! lists (gfree.rs), so a `*mut G` stays valid and a `GRef` is just an
+//! address. A goroutine never changes its own status: it switches to its
+//! M's g0 with a request (mcall.rs), and g0 saves it before acting.
+//!
+//! | from | to | by |
+//! |---|---|---|
+//! | Dead | Runnable | `Sched::new_g` (spawn.rs) |
+//! | Runnable | Running | `execute` (schedule.rs), the M that dequeued it |
+//! | Running | Runnable | `execute`, on a `Yield` request |
+//! | Running | Waiting | `execute`, on a `Park` request, before its unlock runs |
+//! | Waiting | Runnable | `ready` or the winning wake (a CAS: one of several racing wakers wins) |
+//! | Running | Syscall and back | the goroutine's own M (syscall.rs, cgocall.rs) |
+//! | Running | Dead | `gdestroy` (spawn.rs), on an `Exit` request |
+//!
+//! Only a Waiting G is ever claimed by another thread (with a CAS); every
+//! other transition is made by the G's one owner with a check and a
+//! release store (`owner_set_status`), because a locked CAS costs ~20
+//! cycles and a yield used to pay two.
+//!
+//! Layering: the G is the lowest of the scheduler's data. It names its M,
+//! its locking M and its runtime by untyped addresses (`m_erased`,
+//! `lockedm_erased`, `sched_erased`), which m.rs and sched.rs type with
+//! accessors (`G::m`, `G::lockedm`, `G::sched`). That keeps G, and with it
+//! wakers (waker.rs) and timers (timer.rs), below the M and the Sched that
+//! hold them, so no module imports one that imports it back. Rejected:
+//! one module for G, M, P and Sched (Go's runtime2.go), which would have
+//! had to hold the timer and waker types too.
 
 use crate::gstate::GState;
-use crate::sched::{Sched, M};
+use crate::status::{Status, WaitReason};
 use gort_arch::Context;
 use gort_stack::Stack;
+use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
-use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
-
-/// A goroutine's state (Go's `_Grunnable`, `_Grunning`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Status {
-    /// On a run queue, or about to be put on one.
-    Runnable = 1,
-    /// Running on an M.
-    Running = 2,
-    /// Parked, with a wait reason; someone else will make it runnable.
-    Waiting = 3,
-    /// Finished; the G is on a free list, to be reused.
-    Dead = 4,
-    /// In a syscall or C call: its M runs it, without a P.
-    Syscall = 5,
-}
-
-impl Status {
-    fn from_u8(v: u8) -> Status {
-        match v & crate::gstate::STATUS_MASK as u8 {
-            1 => Status::Runnable,
-            2 => Status::Running,
-            3 => Status::Waiting,
-            5 => Status::Syscall,
-            _ => Status::Dead,
-        }
-    }
-}
-
-/// Why a goroutine is parked (Go's `waitReason`), shown in deadlock reports
-/// and goroutine dumps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitReason {
-    /// Not waiting.
-    None,
-    /// In `JoinHandle::join`.
-    Join,
-    /// Receiving from a channel.
-    ChanReceive,
-    /// Sending on a channel.
-    ChanSend,
-    /// In `select!` with no ready arm.
-    Select,
-    /// Waiting for a `sync::Mutex`.
-    Mutex,
-    /// In `WaitGroup::wait`.
-    WaitGroup,
-    /// In `sleep`.
-    Sleep,
-    /// Parked by a layer above with its own reason.
-    Other(&'static str),
-}
-
-impl fmt::Display for WaitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            WaitReason::None => "none",
-            WaitReason::Join => "join",
-            WaitReason::ChanReceive => "chan receive",
-            WaitReason::ChanSend => "chan send",
-            WaitReason::Select => "select",
-            WaitReason::Mutex => "sync.Mutex.Lock",
-            WaitReason::WaitGroup => "sync.WaitGroup.Wait",
-            WaitReason::Sleep => "sleep",
-            WaitReason::Other(s) => s,
-        };
-        f.write_str(s)
-    }
-}
 
 /// A goroutine.
 ///
@@ -102,12 +64,15 @@ pub(crate) struct G {
     /// The status and `park_with`'s one-shot in one word (gstate.rs, whose
     /// invariants hold): the wake that wins a parked goroutine's wait also
     /// makes it Runnable, in one CAS.
-    state: GState,
+    pub(crate) state: GState,
     pub(crate) ctx: UnsafeCell<Context>,
     pub(crate) stack: UnsafeCell<Option<Stack>>,
-    pub(crate) entry: UnsafeCell<Option<crate::runtime::Entry>>,
-    pub(crate) m: Cell<*mut M>,
-    pub(crate) sched: *const Sched,
+    pub(crate) entry: UnsafeCell<Option<crate::entry::Entry>>,
+    /// The M running the goroutine, and the runtime it belongs to: typed
+    /// by `G::m` (m.rs) and `G::sched` (sched.rs), which live above this
+    /// module (see the layering in the module docs).
+    pub(crate) m_erased: Cell<*mut ()>,
+    pub(crate) sched_erased: *const (),
     pub(crate) wait_reason: Cell<WaitReason>,
     /// Set at shutdown: the next (or current) park unwinds the goroutine.
     pub(crate) cancel: AtomicBool,
@@ -115,37 +80,38 @@ pub(crate) struct G {
     pub(crate) is_main: Cell<bool>,
     /// The M this goroutine is locked to (lock_os_thread), or null. Set and
     /// cleared only by the goroutine itself while it runs on that M.
-    pub(crate) lockedm: Cell<*mut M>,
+    pub(crate) lockedm_erased: Cell<*mut ()>,
     /// gort-unwind's per-execution state (quiet scopes, resume points),
     /// installed as the thread's (`gort_unwind::install_state`) while the G
     /// runs; touched only by the thread running the G, or its owner.
     pub(crate) unwind: UnsafeCell<gort_unwind::UnwindState>,
     /// Goroutine-local values (`local!`); touched only by the goroutine.
-    pub(crate) locals: UnsafeCell<crate::local::LocalMap>,
+    pub(crate) locals: UnsafeCell<LocalMap>,
 }
 
 // SAFETY: a G moves between threads by design; its non-atomic fields are
 // only touched by the single M that owns it at a time (see the invariants).
 unsafe impl Send for G {}
+
 // SAFETY: as above; fields shared between threads are atomics.
 unsafe impl Sync for G {}
 
 impl G {
-    pub(crate) fn new(sched: *const Sched) -> G {
+    pub(crate) fn new(sched: *const ()) -> G {
         G {
             id: Cell::new(0),
             state: GState::new(Status::Dead as u64),
             ctx: UnsafeCell::new(Context::empty()),
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(None),
-            m: Cell::new(std::ptr::null_mut()),
-            sched,
+            m_erased: Cell::new(std::ptr::null_mut()),
+            sched_erased: sched,
             wait_reason: Cell::new(WaitReason::None),
             cancel: AtomicBool::new(false),
             is_main: Cell::new(false),
-            lockedm: Cell::new(std::ptr::null_mut()),
+            lockedm_erased: Cell::new(std::ptr::null_mut()),
             unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),
-            locals: UnsafeCell::new(crate::local::LocalMap::default()),
+            locals: UnsafeCell::new(LocalMap::default()),
         }
     }
 
@@ -153,7 +119,7 @@ impl G {
         Status::from_u8(self.state.status() as u8)
     }
 
-    /// The state word (wake.rs).
+    /// The state word (waker.rs).
     pub(crate) fn state(&self) -> &GState {
         &self.state
     }
@@ -180,8 +146,8 @@ impl G {
 
     #[cold]
     #[inline(never)]
-    fn bad_status(&self, from: Status, to: Status, actual: u8) -> ! {
-        crate::sched::fatal(&format!(
+    pub(crate) fn bad_status(&self, from: Status, to: Status, actual: u8) -> ! {
+        crate::fatal::fatal(&format!(
             "goroutine {}: status {:?} -> {:?} but it was {:?}",
             self.id.get(),
             from,
@@ -232,6 +198,7 @@ pub struct GRef(pub(crate) NonNull<G>);
 // SAFETY: a GRef is an address of a G that lives as long as its runtime;
 // handing it to another thread is how one goroutine wakes another.
 unsafe impl Send for GRef {}
+
 // SAFETY: as above.
 unsafe impl Sync for GRef {}
 
@@ -246,4 +213,12 @@ impl GRef {
         // GRef handed out (see Sched's invariants).
         unsafe { (*self.as_ptr()).id.get() }
     }
+}
+
+/// One goroutine's values, keyed by the address of their `LocalKey`.
+/// Values are boxed so that a reference handed out by `with` stays valid
+/// while other keys are added.
+#[derive(Default)]
+pub(crate) struct LocalMap {
+    pub(crate) entries: Vec<(usize, Box<dyn Any>)>,
 }

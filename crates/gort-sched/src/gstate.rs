@@ -1,5 +1,5 @@
 //! The protocol of a G's state word (`G::state`): its status and the
-//! one-shot of `park_with` (wake.rs) in one atomic word, so that the wake
+//! one-shot of `park_with` (park.rs) in one atomic word, so that the wake
 //! that wins a parked goroutine's wait also makes it Runnable, in one CAS.
 //! Its own module so that `tests/loom_gstate.rs` models the real code.
 //!
@@ -246,5 +246,86 @@ impl GState {
     /// Ends a claim made by `try_claim_scan`.
     pub fn release_scan(&self) {
         self.0.fetch_and(!SCAN, Ordering::Release);
+    }
+}
+
+// Plain-thread tests of the one-shot wake protocol, small enough for Miri
+// (which checks the racing CASes for data races and the waiter's read of
+// what the winner wrote). The loom model explores the interleavings.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A G that started wait `word` and parked in it.
+    fn parked() -> (Arc<GState>, u64) {
+        let g = Arc::new(GState::new(RUNNING));
+        let word = g.begin_wait(false);
+        g.owner_set(RUNNING, WAITING).unwrap();
+        assert!(g.mark_parked(word));
+        (g, word)
+    }
+
+    #[test]
+    fn of_racing_wakes_exactly_one_wins_and_readies_the_waiter() {
+        let rounds = if cfg!(miri) { 20 } else { 500 };
+        for _ in 0..rounds {
+            let (g, word) = parked();
+            let racers: Vec<_> = [WOKEN, TIMED_OUT, WOKEN]
+                .into_iter()
+                .map(|to| {
+                    let g = g.clone();
+                    std::thread::spawn(move || (to, g.win(word, to)))
+                })
+                .collect();
+            let results: Vec<(u8, Option<bool>)> =
+                racers.into_iter().map(|r| r.join().unwrap()).collect();
+            let winners: Vec<u8> = results
+                .iter()
+                .filter_map(|&(to, r)| (r == Some(true)).then_some(to))
+                .collect();
+            assert_eq!(winners.len(), 1, "{results:?}");
+            assert!(results.iter().all(|&(_, r)| r != Some(false)));
+            assert_eq!(g.status(), RUNNABLE);
+            assert_eq!(g.outcome(), winners[0]);
+            assert!(!g.is_waiting(word));
+        }
+    }
+
+    #[test]
+    fn a_waker_of_an_earlier_wait_never_wins_a_later_one() {
+        let g = GState::new(RUNNING);
+        let first = g.begin_wait(false);
+        assert_eq!(g.win(first, WOKEN), Some(false), "running: not readied");
+        let second = g.begin_wait(false);
+        assert_ne!(first, second);
+        assert_eq!(g.outcome(), NO_OUTCOME);
+        assert_eq!(g.win(first, WOKEN), None, "stale waker");
+        assert!(g.is_waiting(second));
+        assert!(g.win_quietly(second, TIMED_OUT));
+        assert_eq!(g.win(second, WOKEN), None, "the wait already ended");
+        assert_eq!(g.outcome(), TIMED_OUT);
+    }
+
+    #[test]
+    fn a_wake_before_the_park_calls_the_park_off() {
+        let g = GState::new(RUNNING);
+        let word = g.begin_wait(false);
+        g.owner_set(RUNNING, WAITING).unwrap();
+        assert_eq!(g.win(word, WOKEN), Some(false), "not parked yet");
+        assert!(!g.mark_parked(word), "the park is called off");
+        assert_eq!(g.status(), WAITING, "the waiter itself moves on");
+    }
+
+    #[test]
+    fn a_scan_claim_is_exclusive_and_only_on_waiting() {
+        let (g, _) = parked();
+        assert!(g.try_claim_scan());
+        assert!(!g.try_claim_scan());
+        g.release_scan();
+        assert!(g.try_claim_scan());
+        g.release_scan();
+        let running = GState::new(RUNNING);
+        assert!(!running.try_claim_scan());
     }
 }

@@ -2,43 +2,112 @@
 //!
 //! - G: a goroutine, with its own stack (gort-stack) and saved context
 //!   (gort-arch). [`go`] makes one; [`JoinHandle::join`] waits for it.
-//! - P: the right to run goroutines, with a local run queue ([`runq`]) of
-//!   256 slots plus `runnext`; the number of Ps is [`procs`] (GOMAXPROCS).
+//! - P: the right to run goroutines, with a local run queue of 256 slots
+//!   plus `runnext`; the number of Ps is [`procs`] (GOMAXPROCS).
 //! - M: an OS thread. The thread that calls [`Runtime::run`] is M0; others
 //!   are started on demand when there is work and an idle P (`wakep`,
 //!   `startm`), and park on a futex when there is none (`stopm`).
 //!
-//! Status: the core loop (spawn, run queues, stealing, spinning Ms, park,
-//! ready, yield, join, shutdown that unwinds parked goroutines, deadlock
-//! detection, lock_os_thread, goroutine-local storage, set_procs) is built;
-//! syscalls, sysmon and timers are not yet. See docs/sched.md.
+//! # Layers
+//!
+//! One room per mechanism; no module imports a module that imports it
+//! back. From the bottom:
+//!
+//! 1. Leaves: `fatal` (the one fatal path), `sync` (std or loom atomics),
+//!    the state words `gstate` and `pstatus` with `membarrier`, `note`
+//!    (futex sleep), `runq` (the local run queue), `retake` (sysmon's
+//!    record), `status`, `entry`, `error`.
+//! 2. The data, each naming only those before it: `g` (the G, which names
+//!    its M and runtime untyped), `p` and `waker`, `m` and `timer`, then
+//!    `sched` (the `Sched` that holds them all).
+//! 3. `current` (this thread's G and M) and `mcall` (switching between a
+//!    goroutine and g0).
+//! 4. The mechanisms, each an `impl Sched` block: `spawn`, `gfree`,
+//!    `schedule`, `idle`, `proc`, `lockosthread`, `stw`, `syscall`,
+//!    `sysmon`, `checkdead`, `shutdown`, `cgocallback`, `observe`. They
+//!    call each other's methods through `Sched` and import only layers
+//!    1-3, except for free functions: `lockosthread`'s pinning (used by
+//!    `park` and `cgocallback`) and the park tier (used by the public
+//!    `set_procs` and `syscall`).
+//! 5. The API: `runtime` (Runtime, Builder, run), `go` (go, JoinHandle),
+//!    `park` (the tier gort-sync builds on), `cgocall` (the tier gort-cgo
+//!    builds on), `local`.
+//!
+//! See docs/sched.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[doc(hidden)]
-pub mod cgo;
-mod g;
-#[doc(hidden)]
+// 1. Leaves. The state words and the run queue are public only to the
+// loom models (tests/loom_*.rs, built with `--cfg loom`), which check the
+// real code.
+mod entry;
+mod error;
+mod fatal;
+mod fork;
+#[cfg(loom)]
 pub mod gstate;
-mod local;
+#[cfg(not(loom))]
+mod gstate;
 mod membarrier;
 mod note;
-#[doc(hidden)]
+mod outside;
+#[cfg(loom)]
 pub mod pstatus;
+#[cfg(not(loom))]
+mod pstatus;
 mod retake;
+#[cfg(loom)]
 pub mod runq;
-mod runtime;
-mod sched;
+#[cfg(not(loom))]
+mod runq;
+#[cfg(all(test, not(loom)))]
+mod runq_stress;
+mod status;
 mod sync;
-mod wake;
 
-pub use g::{GRef, Status, WaitReason};
+// 2. The data.
+mod g;
+mod m;
+mod p;
+mod sched;
+mod timer;
+mod waker;
+
+// 3. This thread, and switching.
+mod current;
+mod mcall;
+
+// 4. The mechanisms.
+mod cgocallback;
+mod checkdead;
+mod gfree;
+mod idle;
+mod lockosthread;
+mod observe;
+mod proc;
+mod schedule;
+mod shutdown;
+mod spawn;
+mod stw;
+mod syscall;
+mod sysmon;
+
+// 5. The API: the user's (re-exported below, and by the gort facade) and
+// the two tiers for the crates above.
+pub mod cgocall;
+mod go;
+mod local;
+pub mod park;
+mod runtime;
+
+pub use current::id;
+pub use error::Error;
+pub use go::{go, GoBuilder, JoinHandle};
 pub use local::LocalKey;
-pub use runtime::{
-    current, go, id, lock_os_thread, lock_os_thread_internal, num_goroutines, park, procs, ready,
-    run, set_procs, syscall, unlock_os_thread, unlock_os_thread_internal, yield_now, Builder,
-    Error, GoBuilder, JoinHandle, Runtime, Shutdown, MIN_STACK_SIZE,
-};
-pub use sched::observe::{dump, dump_string, stats, Stats};
+pub use lockosthread::{lock_os_thread, unlock_os_thread};
+pub use observe::{dump, dump_string, stats, Stats};
+pub use park::{sleep, yield_now};
+pub use runtime::{num_goroutines, procs, run, Builder, Runtime, Shutdown, MIN_STACK_SIZE};
 pub use sched::MAX_PROCS;
-pub use wake::{park_with, park_with_eager, sleep, Waker, Woke};
+pub use stw::set_procs;
+pub use syscall::syscall;

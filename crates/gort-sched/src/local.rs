@@ -2,21 +2,13 @@
 //! counterpart of `thread_local!`.
 //!
 //! Goroutines move between OS threads at parks and yields, so a
-//! `thread_local!` value seen by a goroutine may change at any park (or use
-//! `lock_os_thread` to pin it). A `local!` value belongs to the goroutine:
+//! `thread_local!` value seen by a goroutine may change at any park (or
+//! spawn it with `GoBuilder::locked(true)` to pin it). A `local!` value belongs to the goroutine:
 //! each goroutine gets its own, made on first use by the initializer, and
 //! dropped on the goroutine's own stack when its function returns.
 
-use crate::sched::current_g;
+use crate::current::current_g;
 use std::any::Any;
-
-/// One goroutine's values, keyed by the address of their `LocalKey`.
-/// Values are boxed so that a reference handed out by `with` stays valid
-/// while other keys are added.
-#[derive(Default)]
-pub(crate) struct LocalMap {
-    entries: Vec<(usize, Box<dyn Any>)>,
-}
 
 /// A key for goroutine-local values, made by [`local!`](crate::local).
 pub struct LocalKey<T: 'static> {

@@ -80,7 +80,7 @@ pub(crate) fn heavy_fence() {
             )
         };
         if r != 0 {
-            crate::sched::fatal(&format!(
+            crate::fatal::fatal(&format!(
                 "membarrier failed after registration: {}",
                 std::io::Error::last_os_error()
             ));

@@ -47,7 +47,7 @@ impl Note {
     }
 
     /// Sleeps until woken or `timeout` passes; true if woken. (For sysmon
-    /// and timers, issue 6.)
+    /// and timers.)
     #[allow(dead_code)]
     pub(crate) fn sleep_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -80,3 +80,92 @@ impl PStatus {
             .is_ok()
     }
 }
+
+// Plain-thread tests of the three-way race, small enough for Miri, which
+// checks that the winner's reads of the holder's writes are race-free (the
+// release in enter_syscall, the acquire of the winning CAS). The loom model
+// (tests/loom_handoff.rs) explores the interleavings exhaustively.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// A P: its status and state that only its holder touches.
+    struct P {
+        status: PStatus,
+        runq_len: UnsafeCell<u64>,
+    }
+    // SAFETY: `runq_len` is touched only by the P's holder; holding moves by
+    // the status CASes, which order the accesses (what the test checks).
+    unsafe impl Sync for P {}
+
+    #[test]
+    fn nothing_wins_a_p_that_is_not_in_a_syscall() {
+        let s = PStatus::new();
+        assert!(!s.in_syscall());
+        assert!(!s.try_exit_syscall() && !s.try_retake() && !s.try_stop());
+        s.enter_syscall();
+        assert!(s.in_syscall());
+        assert!(s.try_retake());
+        assert!(!s.try_exit_syscall() && !s.try_stop(), "taken already");
+        s.set_running();
+        assert!(!s.in_syscall() && !s.try_stop());
+    }
+
+    #[test]
+    fn exactly_one_of_three_racers_wins_and_sees_the_holders_writes() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rounds = if cfg!(miri) { 20 } else { 500 };
+        for round in 0..rounds {
+            let p = Arc::new(P {
+                status: PStatus::new(),
+                runq_len: UnsafeCell::new(0),
+            });
+            let winners = Arc::new(AtomicUsize::new(0));
+            // The racers start first, so that only the status word orders
+            // the holder's write before the winner's read (a thread's
+            // spawn would order them too, and hide a missing release).
+            let racers: Vec<_> = (0..3)
+                .map(|who| {
+                    let (p, winners) = (p.clone(), winners.clone());
+                    std::thread::spawn(move || loop {
+                        let won = match who {
+                            0 => p.status.try_exit_syscall(),
+                            1 => p.status.try_retake(),
+                            _ => p.status.try_stop(),
+                        };
+                        if won {
+                            winners.fetch_add(1, Relaxed);
+                            // SAFETY: the winner now holds the P.
+                            let seen = unsafe { *p.runq_len.get() };
+                            assert_eq!(seen, round + 1, "the holder's write is visible");
+                            // SAFETY: as above.
+                            unsafe { *p.runq_len.get() = 0 };
+                            return;
+                        }
+                        if winners.load(Relaxed) > 0 {
+                            return;
+                        }
+                        std::thread::yield_now();
+                    })
+                })
+                .collect();
+            let holder = {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    // The holder writes its P's state, then enters the syscall.
+                    // SAFETY: the holder owns the P until enter_syscall.
+                    unsafe { *p.runq_len.get() = round + 1 };
+                    p.status.enter_syscall();
+                })
+            };
+            holder.join().unwrap();
+            for r in racers {
+                r.join().unwrap();
+            }
+            assert_eq!(winners.load(Relaxed), 1);
+        }
+    }
+}

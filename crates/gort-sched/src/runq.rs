@@ -67,12 +67,14 @@ impl<T, const N: usize> Overflow<T, N> {
         })
     }
 
-    /// Number of items.
+    /// Number of items (for the tests and loom models).
+    #[cfg(any(test, loom))]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
     /// Never true: an overflow carries at least the pushed item.
+    #[cfg(loom)]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -219,11 +221,6 @@ pub struct Owner<'q, T, const N: usize = LOCAL_QUEUE_LEN> {
 }
 
 impl<T, const N: usize> Owner<'_, T, N> {
-    /// The queue this handle owns.
-    pub fn queue(&self) -> &LocalQueue<T, N> {
-        self.q
-    }
-
     /// Queues `item` (Go's `runqput`). With `next`, it goes into `runnext`
     /// and whatever was there is queued at the tail instead. When the ring
     /// is full, half of it plus the item comes back as an [`Overflow`] for
@@ -234,7 +231,10 @@ impl<T, const N: usize> Owner<'_, T, N> {
             // Only the owner makes runnext non-null, and stealers only CAS
             // a non-null one to null: an empty runnext stays empty until we
             // fill it, so a release store does (no read-modify-write on the
-            // common path; Go's runqput CASes, one more locked step).
+            // common path; Go's runqput CASes, one more locked step). The
+            // #StoreLoad barrier Go's CAS also gives, between queueing and
+            // reading nmspinning, is the fence at the top of `wakep`
+            // (idle.rs's essay).
             if self.q.runnext.load(Ordering::Relaxed).is_null() {
                 self.q.runnext.store(item, Ordering::Release);
                 return Ok(());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn main_exiting_while_another_goroutine_exits_ends_the_run() {
-    let runs = if std::env::var_os("GORT_UNDER_QEMU").is_some() {
+    let runs = if gort_testing::under_qemu() {
         300
     } else {
         3_000

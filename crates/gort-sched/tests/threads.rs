@@ -5,7 +5,8 @@
 
 #![cfg(not(loom))]
 
-use gort_sched::{go, park, yield_now, Runtime, WaitReason};
+use gort_sched::park::{park, WaitReason};
+use gort_sched::{go, yield_now, Runtime};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! Stack bounds: what the OS says about a thread's stack, the per-thread
-//! cache that decides when to ask it again (Go's seed 002), and the slot
+//! cache that decides when to ask it again (golang/go#68285), and the slot
 //! that names the goroutine stack a thread is running on.
 //!
 //! # Two kinds of stack, one question
@@ -9,7 +9,7 @@
 //! back into Rust) the answer comes from the thread's bounds, probed from
 //! the OS once and cached per thread. On a goroutine stack the scheduler
 //! knows the bounds exactly: it names the running stack in a per-thread slot
-//! on every switch ([`set_running_stack`]), and [`remaining_stack`] prefers
+//! on every switch ([`set_running_stack`](crate::set_running_stack)), and [`remaining_stack`] prefers
 //! that slot whenever SP lies inside it.
 //!
 //! # Migration
@@ -27,8 +27,6 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{compiler_fence, AtomicU64, AtomicUsize, Ordering};
-
-use crate::Stack;
 
 /// How far below SP an estimate reaches: Go's assumption for a stack it
 /// knows nothing about (`callbackUpdateSystemStack`).
@@ -244,7 +242,7 @@ mod os {
 pub type Probe = fn() -> Option<Bounds>;
 
 /// Bounds of an OS thread's stack, with Go's rules for when to trust them
-/// (seed 002, `callbackUpdateSystemStack`):
+/// (golang/go#68285, `callbackUpdateSystemStack`):
 ///
 /// - [`update`](Self::update) reuses the cached bounds only when they are
 ///   accurate and contain SP;
@@ -413,7 +411,7 @@ thread_local! {
 }
 
 /// The bounds of the calling thread's stack at the current SP, from the
-/// thread's [`BoundsCache`] (seed 002 rules; probes with the thread's probe,
+/// thread's [`BoundsCache`] (golang/go#68285 rules; probes with the thread's probe,
 /// [`thread_stack_bounds`] unless [`set_thread_probe`] changed it).
 ///
 /// Call it on the thread's own stack: on a goroutine stack the thread's
@@ -494,25 +492,20 @@ pub fn thread_probes() -> u64 {
     THREAD.with(|t| t.cache.probes())
 }
 
-/// Names `stack` as the stack the calling thread runs goroutine `goid` on.
-///
-/// The scheduler calls this on every switch to a goroutine (and
-/// [`clear_running_stack`] on every switch back to the thread's own stack).
-/// It feeds [`remaining_stack`] and the overflow handler, which names
-/// `goid` in its message.
-#[inline(never)]
-pub fn set_running_stack(goid: u64, stack: &Stack) {
-    let b = stack.bounds();
+/// Names `[lo, hi)` (guard region from `guard_lo`) as the goroutine stack
+/// the calling thread runs goroutine `goid` on: the slot behind
+/// [`set_running_stack`](crate::set_running_stack).
+#[inline(always)]
+pub(crate) fn set_running(goid: u64, lo: usize, hi: usize, guard_lo: usize) {
     THREAD.with(|t| {
         let r = &t.running;
         r.lo.store(0, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
-        r.guard_lo
-            .store(stack.guard_bottom() as usize, Ordering::Relaxed);
-        r.hi.store(b.hi(), Ordering::Relaxed);
+        r.guard_lo.store(guard_lo, Ordering::Relaxed);
+        r.hi.store(hi, Ordering::Relaxed);
         r.goid.store(goid, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
-        r.lo.store(b.lo(), Ordering::Relaxed);
+        r.lo.store(lo, Ordering::Relaxed);
     })
 }
 
@@ -523,7 +516,7 @@ pub fn clear_running_stack() {
 }
 
 /// The goroutine stack the calling thread runs on, as named by
-/// [`set_running_stack`].
+/// [`set_running_stack`](crate::set_running_stack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunningStack {
     /// The goroutine's id.
@@ -534,7 +527,7 @@ pub struct RunningStack {
     pub guard_lo: usize,
 }
 
-/// The stack named by [`set_running_stack`] on the calling thread, if any.
+/// The stack named by [`set_running_stack`](crate::set_running_stack) on the calling thread, if any.
 #[inline(never)]
 pub fn running_stack() -> Option<RunningStack> {
     THREAD.with(|t| read_running(&t.running))
@@ -562,7 +555,7 @@ pub(crate) fn running_stack_in_handler() -> Option<RunningStack> {
 /// Bytes of stack left below the current SP, or `None` when no accurate
 /// bounds contain SP.
 ///
-/// On a goroutine stack named with [`set_running_stack`], the distance to
+/// On a goroutine stack named with [`set_running_stack`](crate::set_running_stack), the distance to
 /// its bottom. Otherwise the distance to the bottom of the thread's bounds,
 /// from the thread's cache (probing on a miss, as [`thread_bounds`]); when
 /// only an estimate is known, `None`: the caller decides how careful to be

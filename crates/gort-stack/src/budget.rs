@@ -10,11 +10,10 @@
 //! read again only when the estimate comes near the limit (reading it costs
 //! about 0.2 µs per mapping).
 
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::error::{MapLimit, StackError};
 use crate::sys;
-use crate::StackError;
 
 /// Mappings this crate holds in the process, across all pools.
 static OURS: AtomicUsize = AtomicUsize::new(0);
@@ -174,35 +173,4 @@ pub fn system_limit() -> Option<usize> {
         l => l,
     };
     (l != usize::MAX).then_some(l)
-}
-
-/// Why a stack could not be allocated: the process is at its mapping
-/// budget. Displayed as a message that names `vm.max_map_count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapLimit {
-    /// Mappings the process held when the allocation was refused.
-    pub count: usize,
-    /// The limit the allocation was checked against.
-    pub limit: usize,
-    /// Mappings kept free for the rest of the process.
-    pub reserve: usize,
-    /// Mappings the allocation needed.
-    pub needed: usize,
-}
-
-impl fmt::Display for MapLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot allocate a goroutine stack: the process has {} memory mappings, \
-             the limit is {} (sysctl vm.max_map_count), {} are kept for the rest of \
-             the process and the stack needs {} more; raise vm.max_map_count \
-             (e.g. `sysctl -w vm.max_map_count={}`) or run fewer goroutines at once",
-            self.count,
-            self.limit,
-            self.reserve,
-            self.needed,
-            self.limit.saturating_mul(2).max(262_144),
-        )
-    }
 }

@@ -1,5 +1,5 @@
 //! The stack-overflow handler: turns a fault in a guard region into
-//! `fatal: goroutine stack overflow (goroutine N, stack [lo, hi), S bytes)`
+//! `fatal error: gort: goroutine stack overflow (goroutine N, stack [lo, hi), S bytes)`
 //! and an abort, and passes every other fault on to the handler installed
 //! before it.
 //!
@@ -32,9 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::bounds;
+use crate::error::StackError;
 use crate::registry;
 use crate::sys;
-use crate::StackError;
 
 /// The signals a guard access can raise: SIGSEGV on Linux, SIGBUS on some
 /// BSDs and macOS.
@@ -313,7 +313,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 /// Writes the fatal message with write(2) alone.
 fn report(o: &Overflow) {
     let mut buf = Buf::new();
-    buf.push(b"fatal: goroutine stack overflow (goroutine ");
+    buf.push(b"fatal error: gort: goroutine stack overflow (goroutine ");
     if o.goid == 0 {
         buf.push(b"unknown");
     } else {

@@ -1,4 +1,4 @@
-//! Stack bounds of created threads, the per-thread cache (seed 002) with
+//! Stack bounds of created threads, the per-thread cache (golang/go#68285) with
 //! real and injected probes, stacks switched under the cache's feet (a C
 //! coroutine library, simulated with gort-arch), nested callbacks, and
 //! remaining_stack on thread and goroutine stacks. The main thread has its

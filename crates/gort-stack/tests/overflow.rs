@@ -68,7 +68,7 @@ fn describe(out: &Output) -> String {
 fn assert_overflow_report(out: &Output, goid: &str) {
     let (lo, hi, size) = printed_stack(out);
     let want = format!(
-        "fatal: goroutine stack overflow (goroutine {goid}, stack [{lo:#x}, {hi:#x}), {size} bytes)\n"
+        "fatal error: gort: goroutine stack overflow (goroutine {goid}, stack [{lo:#x}, {hi:#x}), {size} bytes)\n"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

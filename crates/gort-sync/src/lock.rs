@@ -11,9 +11,12 @@
 //! "Costs"). No poisoning either: nothing under the lock can panic
 //! half-way through a change (see `Chan::lock`).
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Must hold: `value` is touched only through a `SpinGuard`, and at most
@@ -38,7 +41,7 @@ pub(crate) struct SpinGuard<'a, T> {
 }
 
 impl<T> SpinLock<T> {
-    pub(crate) const fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
             value: UnsafeCell::new(value),
@@ -67,7 +70,11 @@ impl<T> SpinLock<T> {
         loop {
             // Test before test-and-set: wait on a shared copy of the line.
             while self.locked.load(Ordering::Relaxed) {
-                if spins < 64 {
+                if cfg!(loom) {
+                    // The model explores the holder's steps instead.
+                    #[cfg(loom)]
+                    loom::thread::yield_now();
+                } else if spins < 64 {
                     spins += 1;
                     std::hint::spin_loop();
                 } else {
@@ -111,19 +118,22 @@ impl<T> Drop for SpinGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
 
     #[test]
     fn excludes_other_threads() {
+        // Under Miri (which checks every access for data races) a few
+        // hundred rounds are enough and take seconds instead of hours.
+        let rounds: u64 = if cfg!(miri) { 200 } else { 100_000 };
         let lock = Arc::new(SpinLock::new(0u64));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let lock = lock.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..100_000 {
+                    for _ in 0..rounds {
                         // A non-atomic read-modify-write: a lost update
                         // would show in the total.
                         let mut g = lock.lock();
@@ -137,7 +147,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(*lock.lock(), 400_000);
+        assert_eq!(*lock.lock(), 4 * rounds);
     }
 
     #[test]

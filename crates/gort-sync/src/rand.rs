@@ -24,7 +24,15 @@ fn seed() -> u64 {
 
 /// A uniformly distributed number in `0..n` (`n > 0`), Lemire's
 /// multiply-shift (bias below 2^-32 for the small `n` used here).
+///
+/// Not inlined: `select!` calls it in functions that park, and after a
+/// migration an inlined copy could reuse the first thread's address.
+#[inline(never)]
 pub(crate) fn below(n: usize) -> usize {
+    if cfg!(loom) {
+        // A loom model must replay the same choices in every execution.
+        return 0;
+    }
     STATE.with(|s| {
         let mut x = s.get();
         if x == 0 {

@@ -1,20 +1,43 @@
 //! `select!`: wait on several channel operations, complete exactly one.
 //!
-//! The algorithm (docs/sync.md): try every arm once in a fresh uniformly
-//! random order and complete the first that can go (so each ready arm is
-//! chosen with equal probability); else take the `default` arm, or give up
-//! at the deadline; else park with one one-shot waker registered on every
-//! channel, each registration made under that channel's lock after
-//! re-checking it. The one-shot waker lets exactly one channel complete
-//! its arm; on waking, the select takes its entries out of every queue and
-//! finds the completed one. If a channel was found ready while
-//! registering, the select wakes itself and starts over.
+//! The algorithm (docs/sync.md), a cousin of Go's `selectgo` and
+//! crossbeam-channel's: try every arm once in a fresh uniformly random
+//! order and complete the first that can go (so each ready arm is chosen
+//! with equal probability); else take the `default` arm, or give up at the
+//! deadline; else park with one one-shot waker registered on every
+//! channel, in that same random order, each registration made under that
+//! channel's lock after re-checking it. The one-shot waker lets exactly
+//! one channel complete an arm; on waking, the select takes its entries
+//! out of every queue and finds the completed one. If a channel was found
+//! ready while registering, the select wakes itself and starts over.
+//!
+//! Why the registration order is random too: a wait queue is FIFO, so of
+//! two arms waiting on one channel, a partner completes the one registered
+//! first. Registering in source order made the first-written arm win
+//! every time a select blocked (Go's `TestPseudoRandomSend` saw it 100
+//! times out of 100). Go enqueues in an order derived from its random
+//! poll order (it locks every channel at once, in address order, to do
+//! so); here one channel's lock is held at a time, so any order is
+//! deadlock-free and the shuffled poll order is used as it is.
+//! `select_biased!` skips both shuffles: arms are tried and registered in
+//! the order written.
+//!
+//! Rejected: locking every channel at once, as Go does. With a one-shot
+//! waker per select and a re-check under each lock, registering channel
+//! by channel never misses a wakeup (once registered on a channel, any
+//! later readiness there finds the entry), and no channel lock is ever
+//! held with another.
+//!
+//! This room uses the public ends (for their core), the channel core, the
+//! wait queues, the errors and the one-shot; nothing uses it but the
+//! macros' expansions (through `__private`).
 
-use crate::chan::{
-    Chan, Dir, Entry, Receiver, RecvError, SendError, Sender, State, TryRecvError, TrySendError,
-};
+use crate::chan::{Receiver, Sender};
+use crate::errors::{RecvError, SendError, TryRecvError, TrySendError};
+use crate::hchan::{Chan, Dir};
 use crate::park::{wait_deferred, Signal};
-use gort_sched::{WaitReason, Woke};
+use crate::waitq::{Entry, State};
+use gort_sched::park::{WaitReason, Woke};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -73,8 +96,10 @@ impl Drop for Regs<'_, '_> {
 }
 
 /// Runs a select over `arms`; true if an arm completed (its `take` has the
-/// result), false for the default or timeout arm.
-pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
+/// result), false for the default or timeout arm. `biased`: try and
+/// register the arms in the order written (`select_biased!`), instead of a
+/// fresh random order each time.
+pub fn select(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
     let n = arms.len();
     let mut small = [0usize; 16];
     let mut large = Vec::new();
@@ -97,8 +122,10 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
     loop {
         // Fisher-Yates: the first ready arm of a uniform permutation is
         // uniform among the ready arms.
-        for i in (1..n).rev() {
-            order.swap(i, crate::rand::below(i + 1));
+        if !biased {
+            for i in (1..n).rev() {
+                order.swap(i, crate::rand::below(i + 1));
+            }
         }
         for &i in order.iter() {
             if arms[i].try_now() {
@@ -110,12 +137,19 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
             Mode::Deadline(Some(d)) if Instant::now() >= d => return false,
             _ => {}
         }
+        // Register in the same random order: a wait queue is FIFO, so of
+        // several arms on one channel the partner completes the one
+        // registered first, which must be uniform among them (Go enqueues
+        // in an order derived from its random poll order; crossbeam
+        // shuffles too). Any order is deadlock-free: one channel's lock at
+        // a time.
         let mut regs = Regs { arms: &mut *arms };
+        let order = &*order;
         // Deferred: registering touches the arms (on this goroutine's
         // stack) after the first channel may already have woken us.
         let woke = wait_deferred(WaitReason::Select, deadline, |waker| {
-            for arm in regs.arms.iter_mut() {
-                if !arm.register(waker, token) {
+            for &i in order {
+                if !regs.arms[i].register(waker, token) {
                     // Ready after all: claim our own wake so no channel can
                     // complete an arm, and start over. (If the claim loses,
                     // a channel already completed one.)
@@ -347,18 +381,50 @@ impl<T> Arm for SendArm<'_, T> {
 /// - `send(tx, value) -> pat => body` sends `value` (evaluated once, before
 ///   waiting; dropped if another arm completes); the pattern binds
 ///   `Result<(), SendError<T>>`.
-/// - `default => body` runs if no arm is ready now; `default(timeout) =>
-///   body` runs if none becomes ready within `timeout` (a `Duration`). At
-///   most one of the two, written last.
+/// - `default => body` (or `default() => body`) runs if no arm is ready
+///   now; `default(timeout) => body` runs if none becomes ready within
+///   `timeout` (a `Duration`). At most one of the two, written last.
 ///
-/// When several arms are ready, one is chosen uniformly at random. Without
-/// a default arm the select blocks (parks the goroutine, or blocks a plain
-/// thread) until one arm completes; `select! {}` blocks forever. Arm bodies
-/// may `break`, `continue` or `return`: they are expanded in place.
+/// When several arms are ready, one is chosen uniformly at random; when
+/// the select blocks, whichever of several arms on one channel a partner
+/// completes is uniform too
+/// ([`select_biased!`](crate::select_biased!) prefers the order written).
+/// Unlike crossbeam-channel, and as Go, every `send` arm's value is
+/// evaluated when the select starts, whether or not its arm is chosen.
+/// Without a default arm the select blocks (parks the goroutine, or blocks
+/// a plain thread) until one arm completes; `select! {}` blocks forever.
+/// Arm bodies may `break`, `continue` or `return`: they are expanded in
+/// place.
 #[macro_export]
 macro_rules! select {
     ($($t:tt)*) => {
-        $crate::__select_internal!(@parse [] [] $($t)*)
+        $crate::__select_internal!(@parse false [] [] $($t)*)
+    };
+}
+
+/// [`select!`] that prefers the arms in the order written: of the arms
+/// ready when it starts, the first written completes, and when it blocks,
+/// its arms are registered in that order (so of two arms waiting on one
+/// channel, the first written is completed first). Same syntax as
+/// `select!`. For a priority (a quit channel checked before work), not
+/// for fairness: a busy first arm starves the others.
+///
+/// ```
+/// # use gort_sync::{chan, select_biased};
+/// let (quit_tx, quit) = chan::bounded::<()>(1);
+/// let (work_tx, work) = chan::bounded::<u32>(1);
+/// work_tx.send(7).unwrap();
+/// quit_tx.send(()).unwrap();
+/// let stopped = select_biased! {
+///     recv(quit) -> _ => true,
+///     recv(work) -> _ => false,
+/// };
+/// assert!(stopped);
+/// ```
+#[macro_export]
+macro_rules! select_biased {
+    ($($t:tt)*) => {
+        $crate::__select_internal!(@parse true [] [] $($t)*)
     };
 }
 
@@ -366,55 +432,59 @@ macro_rules! select {
 #[macro_export]
 macro_rules! __select_internal {
     // ---- parse: arms into [(recv|send (args) pat body)...], default into [..]
-    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (recv ($rx) $p $body)] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p { $body })] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (recv ($rx) $p { $body })] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr) => {
-        $crate::__select_internal!(@parse [$($arms)* (recv ($rx) $p { $body })] [$($def)*])
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] recv($rx:expr $(,)?) -> $p:pat => $body:expr) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (recv ($rx) $p { $body })] [$($def)*])
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:block $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (send ($tx, $v) $p $body)] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr) => {
-        $crate::__select_internal!(@parse [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*])
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] send($tx:expr, $v:expr $(,)?) -> $p:pat => $body:expr) => {
+        $crate::__select_internal!(@parse $b [$($arms)* (send ($tx, $v) $p { $body })] [$($def)*])
     };
-    (@parse [$($arms:tt)*] [] default => $body:block, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(now $body)] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [] default => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(now $body)] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [] default => $body:block $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(now $body)] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [] default => $body:block $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(now $body)] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [] default => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(now { $body })] $($($rest)*)?)
+    (@parse $b:tt [$($arms:tt)*] [] default => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(now { $body })] $($($rest)*)?)
     };
-    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block, $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) $body)] $($rest)*)
+    // `default()`: crossbeam-channel's spelling of `default`.
+    (@parse $b:tt [$($arms:tt)*] [] default() => $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [] default => $($rest)*)
     };
-    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block $($rest:tt)*) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) $body)] $($rest)*)
+    (@parse $b:tt [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block, $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(after ($t) $body)] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [] default($t:expr $(,)?) => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_internal!(@parse [$($arms)*] [(after ($t) { $body })] $($($rest)*)?)
+    (@parse $b:tt [$($arms:tt)*] [] default($t:expr $(,)?) => $body:block $($rest:tt)*) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(after ($t) $body)] $($rest)*)
     };
-    (@parse [$($arms:tt)*] [$($def:tt)+] default $($rest:tt)*) => {
+    (@parse $b:tt [$($arms:tt)*] [] default($t:expr $(,)?) => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__select_internal!(@parse $b [$($arms)*] [(after ($t) { $body })] $($($rest)*)?)
+    };
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)+] default $($rest:tt)*) => {
         ::core::compile_error!("select!: at most one `default` arm")
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*]) => {
-        $crate::__select_internal!(@bind [$($arms)*] [] [$($def)*])
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*]) => {
+        $crate::__select_internal!(@bind $b [$($arms)*] [] [$($def)*])
     };
-    (@parse [$($arms:tt)*] [$($def:tt)*] $($rest:tt)+) => {
+    (@parse $b:tt [$($arms:tt)*] [$($def:tt)*] $($rest:tt)+) => {
         ::core::compile_error!(::core::concat!(
             "select!: expected `recv(rx) -> pat => body`, `send(tx, value) -> pat => body`, ",
             "`default => body` or `default(timeout) => body`, found: ",
@@ -423,20 +493,20 @@ macro_rules! __select_internal {
     };
 
     // ---- bind: one hygienic `arm` variable per arm, in nested blocks
-    (@bind [(recv ($rx:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
+    (@bind $b:tt [(recv ($rx:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
         let rx: &$crate::chan::Receiver<_> = &$rx;
         let mut arm = $crate::__private::RecvArm::new(rx);
-        $crate::__select_internal!(@bind [$($rest)*] [$($bound)* (arm $p $body)] $def)
+        $crate::__select_internal!(@bind $b [$($rest)*] [$($bound)* (arm $p $body)] $def)
     }};
-    (@bind [(send ($tx:expr, $v:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
+    (@bind $b:tt [(send ($tx:expr, $v:expr) $p:tt $body:tt) $($rest:tt)*] [$($bound:tt)*] $def:tt) => {{
         let tx: &$crate::chan::Sender<_> = &$tx;
         let mut arm = $crate::__private::SendArm::new(tx, $v);
-        $crate::__select_internal!(@bind [$($rest)*] [$($bound)* (arm $p $body)] $def)
+        $crate::__select_internal!(@bind $b [$($rest)*] [$($bound)* (arm $p $body)] $def)
     }};
-    (@bind [] [$(($arm:ident $p:tt $body:tt))*] [$($def:tt)*]) => {{
+    (@bind $b:tt [] [$(($arm:ident $p:tt $body:tt))*] [$($def:tt)*]) => {{
         {
             let arms: &mut [&mut dyn $crate::__private::Arm] = &mut [$(&mut $arm),*];
-            $crate::__private::select(arms, $crate::__select_internal!(@mode $($def)*));
+            $crate::__private::select(arms, $crate::__select_internal!(@mode $($def)*), $b);
         }
         $crate::__select_internal!(@dispatch [$(($arm $p $body))*] [$($def)*])
     }};

@@ -3,7 +3,7 @@
 
 use crate::park::wait;
 use crate::waitlist::WaitList;
-use gort_sched::{current, WaitReason};
+use gort_sched::park::{current, WaitReason};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -217,13 +217,6 @@ impl<T: ?Sized> Mutex<T> {
     /// The data, through an exclusive borrow (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
-    }
-
-    /// How many times a waiter switched this mutex into starvation mode
-    /// (for tests).
-    #[doc(hidden)]
-    pub fn starvation_count(&self) -> usize {
-        self.starvations.load(Ordering::Relaxed)
     }
 
     /// Go's lockSlow, step for step.
@@ -544,5 +537,62 @@ impl fmt::Debug for WaitGroup {
         f.debug_struct("WaitGroup")
             .field("count", &self.inner.lock().count)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Mutex;
+    use gort_sched::{go, sleep, yield_now, Runtime};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn rt(procs: usize) -> Runtime {
+        Runtime::builder().procs(procs).build().unwrap()
+    }
+
+    /// Go's scenario: a holder keeps re-taking the lock (it is running, so in
+    /// normal mode it wins every race against the woken waiter); once the
+    /// waiter has waited over 1 ms it switches the mutex to starvation mode,
+    /// and the next unlock hands the lock straight to it.
+    #[test]
+    fn a_waiter_starved_for_1ms_switches_to_starvation_mode_and_gets_the_lock() {
+        rt(1)
+            .run(|| {
+                let m = Arc::new(Mutex::new(Vec::new()));
+                let stop = Arc::new(AtomicUsize::new(0));
+                let (m2, stop2) = (m.clone(), stop.clone());
+                let holder = go(move || {
+                    let mut rounds = 0;
+                    while stop2.load(Ordering::Relaxed) == 0 && rounds < 1000 {
+                        let mut g = m2.lock();
+                        g.push("holder");
+                        // Park 2 ms holding the lock: the waiter runs, finds it
+                        // locked, and has waited too long.
+                        sleep(Duration::from_millis(2));
+                        drop(g);
+                        rounds += 1;
+                    }
+                    rounds
+                });
+                yield_now(); // let the holder take it first
+                let mut g = m.lock();
+                g.push("waiter");
+                stop.store(1, Ordering::Relaxed);
+                drop(g);
+                let rounds = holder.join().unwrap();
+                assert!(
+                    rounds < 1000,
+                    "the waiter got the lock only after the holder quit"
+                );
+                assert!(
+                    m.starvations.load(Ordering::Relaxed) >= 1,
+                    "starvation mode was entered"
+                );
+                // Back in normal mode: the uncontended fast path works.
+                assert!(m.try_lock().is_some());
+            })
+            .unwrap();
     }
 }

@@ -3,6 +3,8 @@
 //! reports, shutdown with parked waiters. All three targets; counts scaled
 //! under qemu.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use common::{goroutines_left, rt, rt_with_threads, under_qemu};
@@ -386,7 +388,14 @@ fn plain_threads_and_goroutines_share_channels() {
 
 #[test]
 fn a_receive_that_nothing_can_satisfy_is_reported_as_a_deadlock() {
-    let r = rt(2).run(|| {
+    // Goroutines that only wake each other (libtest's main thread is alive
+    // outside the runtime: under default settings it may be a waker).
+    let alone = gort_sched::Runtime::builder()
+        .procs(2)
+        .external_wakers(false)
+        .build()
+        .unwrap();
+    let r = alone.run(|| {
         let (tx, rx) = chan::bounded::<u32>(0);
         let (never_tx, never_rx) = chan::bounded::<()>(0);
         // The goroutine keeps the sender alive while it waits forever on a
@@ -459,4 +468,55 @@ fn channel_ends_are_send_and_sync() {
     fn check<T: Send + Sync + Clone>() {}
     check::<Sender<u32>>();
     check::<Receiver<u32>>();
+}
+
+#[test]
+fn is_full_and_capacity_follow_the_buffer() {
+    let (tx, rx) = chan::bounded::<u8>(2);
+    assert_eq!((tx.capacity(), rx.capacity()), (Some(2), Some(2)));
+    assert!(!tx.is_full() && !rx.is_full());
+    tx.send(1).unwrap();
+    assert!(!tx.is_full());
+    tx.send(2).unwrap();
+    assert!(tx.is_full() && rx.is_full());
+    rx.recv().unwrap();
+    assert!(!tx.is_full());
+    // A rendezvous channel has no room, ever; an unbounded one is never full.
+    let (tx0, _rx0) = chan::bounded::<u8>(0);
+    assert!(tx0.is_full());
+    let (txu, _rxu) = chan::unbounded::<u8>();
+    (0..1000).for_each(|i| txu.send(i as u8).unwrap());
+    assert!(!txu.is_full());
+    assert_eq!(txu.capacity(), None);
+}
+
+#[test]
+fn never_receives_and_never_disconnects() {
+    let never = chan::never::<String>();
+    assert_eq!(never.try_recv(), Err(TryRecvError::Empty));
+    let t = Instant::now();
+    assert_eq!(
+        never.recv_timeout(Duration::from_millis(10)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(10));
+    assert_eq!(never.capacity(), Some(0));
+    assert!(never.is_empty());
+    let clone = never.clone();
+    drop(never);
+    assert_eq!(clone.try_recv(), Err(TryRecvError::Empty));
+}
+
+#[test]
+fn ends_are_unwind_safe() {
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>(_: &T) {}
+    let (tx, rx) = chan::bounded::<std::cell::Cell<u8>>(1);
+    unwind_safe(&tx);
+    unwind_safe(&rx);
+    // crossbeam-channel's example: moving an end into catch_unwind.
+    let r = std::panic::catch_unwind(move || {
+        tx.send(std::cell::Cell::new(1)).unwrap();
+        drop(rx);
+    });
+    assert!(r.is_ok());
 }

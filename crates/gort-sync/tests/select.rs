@@ -1,6 +1,10 @@
 //! select!: fairness among ready arms, default and timeout arms, waking on
 //! any arm, send arms, disconnected arms, exactly-once delivery when many
-//! selects compete, and no leftover registrations. All three targets.
+//! selects compete, and no leftover registrations; a blocked select's arms
+//! on one channel completed fairly; select_biased!; `default()`. All three
+//! targets.
+
+#![cfg(not(loom))]
 
 mod common;
 
@@ -8,8 +12,8 @@ use common::{goroutines_left, rt, rt_with_threads, under_qemu};
 
 use gort_sched::{go, sleep};
 use gort_sync::chan::{self, RecvError};
-use gort_sync::select;
-use std::sync::atomic::{AtomicU8, Ordering};
+use gort_sync::{select, select_biased};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -271,22 +275,204 @@ fn select_from_plain_threads_with_goroutine_partners() {
         .unwrap();
 }
 
+/// Counts its drops: a goroutine's frame was unwound (or returned).
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Goroutines parked in a select when main returns are unwound: their
+/// destructors run, no arm runs, and the run ends.
 #[test]
 fn parked_selects_are_unwound_at_shutdown() {
-    rt(2)
-        .run(|| {
-            let (tx, rx) = chan::bounded::<String>(0);
-            for _ in 0..4 {
+    const N: usize = 4;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let (d, f) = (dropped.clone(), fired.clone());
+    let keep = rt(2)
+        .run(move || {
+            // Nothing ever sends on `rx` or receives from `tx`'s channel,
+            // and both stay open until after the run (returned below): the
+            // selects cannot complete, not even with each other.
+            let (keep_tx, rx) = chan::bounded::<String>(0);
+            let (tx, keep_rx) = chan::bounded::<String>(0);
+            for _ in 0..N {
                 let (tx, rx) = (tx.clone(), rx.clone());
+                let (guard, f) = (Dropped(d.clone()), f.clone());
                 go(move || {
+                    let _guard = guard;
                     select! {
-                        recv(rx) -> _ => {},
-                        send(tx, "never".to_string()) -> _ => {},
-                        default(Duration::from_secs(3600)) => {},
-                    }
+                        recv(rx) -> _ => f.fetch_add(1, Ordering::SeqCst),
+                        send(tx, "never".to_string()) -> _ => f.fetch_add(1, Ordering::SeqCst),
+                        default(Duration::from_secs(3600)) => f.fetch_add(1, Ordering::SeqCst),
+                    };
                 });
             }
-            sleep(Duration::from_millis(10));
+            // Main returns only once all of them are parked in the select.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while gort_sched::dump_string().matches("[select]").count() < N {
+                assert!(Instant::now() < deadline, "{}", gort_sched::dump_string());
+                sleep(Duration::from_millis(1));
+            }
+            assert_eq!(
+                d.load(Ordering::SeqCst),
+                0,
+                "a select goroutine ended early"
+            );
+            (keep_tx, keep_rx)
+        })
+        .unwrap();
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        0,
+        "an arm ran during shutdown"
+    );
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        N,
+        "parked selects not unwound"
+    );
+    drop(keep);
+}
+
+/// Arms completed out of 1,000 selects with two arms on one channel of
+/// capacity `cap`: send arms (`send: true`: the select sends, main
+/// receives) or receive arms (another goroutine sends).
+fn two_arms_on_one_channel(procs: usize, cap: usize, send: bool, biased: bool) -> [usize; 2] {
+    const N: usize = 1_000;
+    rt(procs)
+        .run(move || {
+            let (tx, rx) = chan::bounded::<usize>(cap);
+            let mut counts = [0usize; 2];
+            if send {
+                let h = go(move || {
+                    for _ in 0..N {
+                        if biased {
+                            select_biased! {
+                                send(tx, 0) -> r => r.unwrap(),
+                                send(tx, 1) -> r => r.unwrap(),
+                            }
+                        } else {
+                            select! {
+                                send(tx, 0) -> r => r.unwrap(),
+                                send(tx, 1) -> r => r.unwrap(),
+                            }
+                        }
+                    }
+                });
+                for v in rx.iter() {
+                    counts[v] += 1;
+                }
+                h.join().unwrap();
+            } else {
+                let h = go(move || (0..N).for_each(|i| tx.send(i).unwrap()));
+                for _ in 0..N {
+                    if biased {
+                        select_biased! {
+                            recv(rx) -> v => { v.unwrap(); counts[0] += 1 },
+                            recv(rx) -> v => { v.unwrap(); counts[1] += 1 },
+                        }
+                    } else {
+                        select! {
+                            recv(rx) -> v => { v.unwrap(); counts[0] += 1 },
+                            recv(rx) -> v => { v.unwrap(); counts[1] += 1 },
+                        }
+                    }
+                }
+                h.join().unwrap();
+            }
+            assert_eq!(goroutines_left(), 0);
+            counts
+        })
+        .unwrap()
+}
+
+/// Go's TestPseudoRandomSend, for send and receive arms: whichever arm the
+/// partner completes, also when the select blocks and registers both in a
+/// FIFO wait queue, is uniform (each wins 35-65% of 1,000; a binomial
+/// spread is about 1.6%).
+#[test]
+fn a_blocked_selects_arms_on_one_channel_are_completed_fairly() {
+    for procs in [1, 2] {
+        for cap in [0, 1, 2, 5, 10] {
+            for send in [true, false] {
+                let counts = two_arms_on_one_channel(procs, cap, send, false);
+                assert_eq!(counts[0] + counts[1], 1_000);
+                let dir = if send { "send" } else { "receive" };
+                for c in counts {
+                    assert!(
+                        c >= 350,
+                        "{dir} arms at capacity {cap}, procs {procs}: {counts:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// select_biased!: the first arm written wins whenever it can, when the
+/// select finds both ready and when it blocks and registers both (at procs
+/// 1 and capacity 0 the partner meets the select both ways).
+#[test]
+fn select_biased_prefers_the_arm_written_first() {
+    for cap in [0, 1, 10] {
+        for send in [true, false] {
+            let counts = two_arms_on_one_channel(1, cap, send, true);
+            assert_eq!(counts, [1_000, 0], "capacity {cap}, send arms {send}");
+        }
+    }
+}
+
+#[test]
+fn default_with_empty_parentheses_is_default() {
+    let (tx, rx) = chan::bounded::<u8>(1);
+    let mut hits = 0;
+    select! {
+        recv(rx) -> _ => unreachable!("nothing sent yet"),
+        default() => hits += 1,
+    }
+    tx.send(3).unwrap();
+    select! {
+        recv(rx) -> v => assert_eq!(v, Ok(3)),
+        default() => unreachable!("a value is ready"),
+    }
+    select_biased! {
+        recv(rx) -> _ => unreachable!("drained"),
+        default() => { hits += 1 }
+    }
+    assert_eq!(hits, 2);
+}
+
+/// `never()` is Go's nil channel: an arm on it is never ready, so the
+/// select takes the other arms (or times out).
+#[test]
+fn a_never_arm_is_never_chosen() {
+    rt(1)
+        .run(|| {
+            let never = chan::never::<u8>();
+            let (tx, rx) = chan::bounded::<u8>(0);
+            let h = go(move || tx.send(1).unwrap());
+            select! {
+                recv(never) -> _ => unreachable!("never receives"),
+                recv(rx) -> v => assert_eq!(v, Ok(1)),
+            }
+            h.join().unwrap();
+            // rx is now disconnected (ready, Err); never still is not.
+            for _ in 0..100 {
+                select! {
+                    recv(never) -> _ => unreachable!("never receives"),
+                    recv(rx) -> v => assert_eq!(v, Err(RecvError)),
+                }
+            }
+            let t = Instant::now();
+            select! {
+                recv(never) -> _ => unreachable!("never receives"),
+                default(Duration::from_millis(20)) => {}
+            }
+            assert!(t.elapsed() >= Duration::from_millis(20));
         })
         .unwrap();
 }

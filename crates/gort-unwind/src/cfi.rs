@@ -228,7 +228,10 @@ thread_local! {
 
 /// Runs `f` with this thread's cache, checked against unloads; `None` when
 /// the cache is unavailable (in use further up this thread, as from a
-/// signal handler, or destroyed at thread exit).
+/// signal handler, or destroyed at thread exit). Not inlined, as every
+/// thread-local accessor (state.rs): a walk never parks, but its callers'
+/// callers may.
+#[inline(never)]
 pub(crate) fn with_cache<R>(f: impl FnOnce(&mut Cache) -> Option<R>) -> Option<R> {
     CACHE
         .try_with(|c| {

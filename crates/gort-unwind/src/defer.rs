@@ -29,7 +29,7 @@ use crate::fatal::{describe, fatal};
 /// A deferred block that panics on a normal exit panics as any code does.
 /// One that panics while another panic is unwinding would need two panics
 /// at once, which Rust cannot do (Go replaces the first panic); the process
-/// aborts with `fatal: defer block panicked while unwinding another panic:
+/// aborts with `fatal error: gort: defer block panicked while unwinding another panic:
 /// MSG` and the location of the deferred block's panic.
 #[macro_export]
 macro_rules! defer {

@@ -278,8 +278,39 @@ pub(crate) fn count_jump() {
 }
 
 /// How many `Panic::resume`s on this thread went straight to their
-/// `recover` without the unwinder (for tests and benchmarks).
+/// `recover` without the unwinder: a diagnostic, for tests and benchmarks
+/// that check which path a panic took.
 #[inline(never)]
 pub fn jumps_on_this_thread() -> u64 {
     JUMPS.with(|j| j.get())
+}
+
+impl Panic {
+    /// Raises the panic again, from here: the panic hook does not run again
+    /// (the panic was reported, or kept quiet, when first raised), and the
+    /// next catch gets this panic's location back.
+    ///
+    /// When the nearest catch is a [`recover`](crate::recover) and no frame
+    /// between here and it would run anything while unwinding (no value
+    /// with a destructor live, no `catch_unwind` or `defer!` pending), the
+    /// panic goes straight to that `recover`, without the platform
+    /// unwinder: the common shape `recover(|| cgo::call(..))` costs one
+    /// unwind instead of two. Otherwise it is raised with
+    /// [`std::panic::resume_unwind`], and destructors and catches between
+    /// see it as usual. See docs/unwind.md ("Resuming without the
+    /// unwinder").
+    // Never inlined: the fast path's frame walk expects this function's
+    // frame right above its own.
+    #[inline(never)]
+    pub fn resume(self) -> ! {
+        if let Some(scope) = innermost_scope() {
+            count_jump();
+            // SAFETY: the scope was found above this frame on this stack,
+            // with nothing between that the unwinder would run; `self`
+            // moves into the call, so this frame owns nothing.
+            unsafe { jump(scope, self) }
+        }
+        crate::state::set_location(self.location);
+        std::panic::resume_unwind(self.payload)
+    }
 }

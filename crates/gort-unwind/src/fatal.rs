@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::Panic;
 
-/// Writes `fatal: MSG` to stderr and aborts the process (SIGABRT).
+/// Writes `fatal error: gort: MSG` (the prefix of every gort fatal error) to stderr and aborts the process (SIGABRT).
 ///
 /// Used where continuing would be unsound or where std would abort with a
 /// less helpful message: there is nothing to unwind to.
@@ -14,7 +14,7 @@ use crate::Panic;
 pub(crate) fn fatal(msg: fmt::Arguments<'_>) -> ! {
     // stderr is unbuffered; its lock is reentrant, so this cannot deadlock
     // on a thread that was printing when it got here.
-    let _ = writeln!(std::io::stderr().lock(), "fatal: {msg}");
+    let _ = writeln!(std::io::stderr().lock(), "fatal error: gort: {msg}");
     std::process::abort()
 }
 

@@ -94,6 +94,7 @@ mod defer;
 mod fast;
 mod fatal;
 mod hook;
+mod location;
 mod panic;
 #[cfg(gort_fast_raise)]
 mod raise;
@@ -102,15 +103,13 @@ mod state;
 
 pub use catch::{catch, catch_on_stack, recover};
 pub use defer::Defer;
-#[doc(hidden)]
 pub use fast::jumps_on_this_thread;
 pub use hook::hook_installed;
 
 /// How many times a panic on this thread went to a landing pad (a catch,
-/// or a cleanup on the way) without the system unwinder (for tests and
-/// benchmarks; always 0 where the `fast-raise` feature is off or the
-/// target is not supported).
-#[doc(hidden)]
+/// or a cleanup on the way) without the system unwinder: a diagnostic, for
+/// tests and benchmarks that check which path a panic took; always 0
+/// where the `fast-raise` feature is off or the target is not supported.
 pub fn fast_landings_on_this_thread() -> u64 {
     #[cfg(gort_fast_raise)]
     return raise::landings_on_this_thread();
@@ -119,12 +118,18 @@ pub fn fast_landings_on_this_thread() -> u64 {
 }
 
 /// Whether this build raises panics with gort-unwind's own first pass
-/// (the `fast-raise` feature, on a supported target).
-#[doc(hidden)]
+/// (the `fast-raise` feature, on a supported target): a diagnostic, as
+/// [`fast_landings_on_this_thread`].
 pub const FAST_RAISE: bool = cfg!(gort_fast_raise);
-pub use panic::{Location, Panic};
+pub use location::Location;
+pub use panic::Panic;
 pub use resume::{
     below_gap, call_with_resume_point, call_with_resume_point_below, callback_boundary,
     resume_point_caller_sp, unwind_to_resume_point,
 };
 pub use state::{has_resume_point, install_state, swap_thread_state, UnwindState};
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

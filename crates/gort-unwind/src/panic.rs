@@ -1,65 +1,9 @@
-//! [`Panic`], an owned panic, and [`Location`], where it was raised.
+//! [`Panic`], an owned panic.
 
 use std::any::Any;
 use std::fmt;
 
-use crate::{fast, state};
-
-/// Where a panic was raised: file, line and column, as std's hook reports
-/// them.
-///
-/// The file name is `'static`: std hands the panic hook a borrowed location,
-/// so the hook interns each distinct file name once (a program has a
-/// bounded number of them) and a `Location` is then a plain `Copy` value
-/// that costs no allocation per panic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Location {
-    file: &'static str,
-    line: u32,
-    column: u32,
-}
-
-impl Location {
-    /// A location from its parts.
-    pub const fn new(file: &'static str, line: u32, column: u32) -> Location {
-        Location { file, line, column }
-    }
-
-    /// The location of the caller (through `#[track_caller]`), as
-    /// [`std::panic::Location::caller`].
-    #[track_caller]
-    pub fn caller() -> Location {
-        Location::from(std::panic::Location::caller())
-    }
-
-    /// The source file.
-    pub const fn file(&self) -> &'static str {
-        self.file
-    }
-
-    /// The line, from 1.
-    pub const fn line(&self) -> u32 {
-        self.line
-    }
-
-    /// The column, from 1.
-    pub const fn column(&self) -> u32 {
-        self.column
-    }
-}
-
-impl From<&'static std::panic::Location<'static>> for Location {
-    fn from(l: &'static std::panic::Location<'static>) -> Location {
-        Location::new(l.file(), l.line(), l.column())
-    }
-}
-
-impl fmt::Display for Location {
-    /// `file:line:column`, as std prints locations.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+use crate::location::Location;
 
 /// An owned panic: what a boundary catch, [`recover`](crate::recover) or a
 /// resume point hands back instead of letting the panic unwind further.
@@ -80,8 +24,8 @@ impl fmt::Display for Location {
 /// message when the location is not known. A payload that is neither `&str`
 /// nor `String` prints as `Box<dyn Any>`, as std prints it.
 pub struct Panic {
-    payload: Box<dyn Any + Send + 'static>,
-    location: Option<Location>,
+    pub(crate) payload: Box<dyn Any + Send + 'static>,
+    pub(crate) location: Option<Location>,
     goroutine: Option<u64>,
 }
 
@@ -105,17 +49,6 @@ impl Panic {
     pub fn with_location(payload: Box<dyn Any + Send + 'static>, location: Location) -> Panic {
         let mut p = Panic::new(payload);
         p.location = Some(location);
-        p
-    }
-
-    /// Converts a payload that a `catch_unwind` on this thread just caught:
-    /// the location is the one the panic hook recorded for it.
-    pub(crate) fn caught(payload: Box<dyn Any + Send + 'static>) -> Panic {
-        let location = state::take_location();
-        let mut p = Panic::new(payload);
-        if p.location.is_none() {
-            p.location = location;
-        }
         p
     }
 
@@ -156,34 +89,6 @@ impl Panic {
     /// goroutine's entry).
     pub fn set_goroutine(&mut self, id: Option<u64>) {
         self.goroutine = id;
-    }
-
-    /// Raises the panic again, from here: the panic hook does not run again
-    /// (the panic was reported, or kept quiet, when first raised), and the
-    /// next catch gets this panic's location back.
-    ///
-    /// When the nearest catch is a [`recover`](crate::recover) and no frame
-    /// between here and it would run anything while unwinding (no value
-    /// with a destructor live, no `catch_unwind` or `defer!` pending), the
-    /// panic goes straight to that `recover`, without the platform
-    /// unwinder: the common shape `recover(|| cgo::call(..))` costs one
-    /// unwind instead of two. Otherwise it is raised with
-    /// [`std::panic::resume_unwind`], and destructors and catches between
-    /// see it as usual. See docs/unwind.md ("Resuming without the
-    /// unwinder").
-    // Never inlined: the fast path's frame walk expects this function's
-    // frame right above its own.
-    #[inline(never)]
-    pub fn resume(self) -> ! {
-        if let Some(scope) = fast::innermost_scope() {
-            fast::count_jump();
-            // SAFETY: the scope was found above this frame on this stack,
-            // with nothing between that the unwinder would run; `self`
-            // moves into the call, so this frame owns nothing.
-            unsafe { fast::jump(scope, self) }
-        }
-        state::set_location(self.location);
-        std::panic::resume_unwind(self.payload)
     }
 }
 

@@ -33,40 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use gort_arch::{current_sp, on_stack_resumable, switch, Context, STACK_ALIGN};
 
 use crate::fatal::{describe, fatal};
+use crate::state::ResumePoint;
 use crate::{catch, state, Panic};
-
-/// A resume point: lives in the frame of [`call_with_resume_point`] while
-/// the callee runs.
-///
-/// Must hold: while it is on the chain, this record is alive at a fixed
-/// address (it is a local of the suspended caller); `caller` holds the
-/// suspended caller from the callee's first instruction until someone
-/// switches back to it, and nothing else resumes the caller; `panic` is
-/// `Some` only after a switch back with [`PANICKED`].
-pub(crate) struct ResumePoint {
-    /// The next outer resume point of the same execution (null: none).
-    prev: *mut ResumePoint,
-    /// The caller, suspended at its switch into the callee.
-    caller: Context,
-    /// The panic that unwound to this resume point.
-    panic: Option<Panic>,
-    /// The quiet depth when the resume point was pushed: the same when the
-    /// caller resumes, since abandoned frames hold no catch scopes.
-    quiet: u32,
-}
-
-impl ResumePoint {
-    /// Records the chain's previous head and the quiet depth at the push.
-    pub(crate) fn link(&mut self, prev: *mut ResumePoint, quiet: u32) {
-        self.prev = prev;
-        self.quiet = quiet;
-    }
-
-    /// (previous head, quiet depth at the push).
-    pub(crate) fn links(&self) -> (*mut ResumePoint, u32) {
-        (self.prev, self.quiet)
-    }
-}
 
 /// What the callee's entry needs: the closure, a slot for its value, and the
 /// resume point. Lives in the caller's frame next to the resume point.
@@ -333,7 +301,7 @@ pub fn resume_point_caller_sp() -> Option<usize> {
 ///
 /// With no resume point (a callback on a thread that no Rust caller is
 /// waiting on: a foreign thread) there is nowhere to go: the process aborts
-/// with `fatal: panic in a callback from C with no Rust caller to unwind
+/// with `fatal error: gort: panic in a callback from C with no Rust caller to unwind
 /// to: MSG` and the panic's location.
 ///
 /// Also fatal: calling this while a panic is unwinding on this thread (the

@@ -1,5 +1,7 @@
 //! Per-thread state, and the per-goroutine part of it ([`UnwindState`]) that
-//! the scheduler moves with a goroutine.
+//! the scheduler moves with a goroutine: quiet depth, the location the hook
+//! recorded, and the chain of resume points ([`ResumePoint`], whose
+//! protocol is in resume.rs).
 //!
 //! Goroutines migrate between threads, and the compiler assumes a function
 //! never changes threads, so it may compute a thread-local's address once
@@ -7,11 +9,14 @@
 //! thread. Every access here therefore goes through a function that is
 //! never inlined: each call computes the address on the thread it runs on.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::ptr;
 
-use crate::resume::ResumePoint;
-use crate::Location;
+use gort_arch::Context;
+
+use crate::location::Location;
+use crate::panic::Panic;
 
 /// This thread's state. Every field is a `Cell` of a `Copy` value and the
 /// thread-local has a `const` initializer and no destructor, so an access
@@ -260,4 +265,50 @@ pub(crate) fn cached_file(file: &str) -> Option<&'static str> {
 #[inline(never)]
 pub(crate) fn set_cached_file(file: &'static str) {
     STATE.with(|s| s.last_file.set(file));
+}
+
+/// A resume point: lives in the frame of [`call_with_resume_point`] while
+/// the callee runs.
+///
+/// Must hold: while it is on the chain, this record is alive at a fixed
+/// address (it is a local of the suspended caller); `caller` holds the
+/// suspended caller from the callee's first instruction until someone
+/// switches back to it, and nothing else resumes the caller; `panic` is
+/// `Some` only after a switch back with [`PANICKED`].
+pub(crate) struct ResumePoint {
+    /// The next outer resume point of the same execution (null: none).
+    pub(crate) prev: *mut ResumePoint,
+    /// The caller, suspended at its switch into the callee.
+    pub(crate) caller: Context,
+    /// The panic that unwound to this resume point.
+    pub(crate) panic: Option<Panic>,
+    /// The quiet depth when the resume point was pushed: the same when the
+    /// caller resumes, since abandoned frames hold no catch scopes.
+    pub(crate) quiet: u32,
+}
+
+impl ResumePoint {
+    /// Records the chain's previous head and the quiet depth at the push.
+    pub(crate) fn link(&mut self, prev: *mut ResumePoint, quiet: u32) {
+        self.prev = prev;
+        self.quiet = quiet;
+    }
+
+    /// (previous head, quiet depth at the push).
+    pub(crate) fn links(&self) -> (*mut ResumePoint, u32) {
+        (self.prev, self.quiet)
+    }
+}
+
+impl Panic {
+    /// Converts a payload that a `catch_unwind` on this thread just caught:
+    /// the location is the one the panic hook recorded for it.
+    pub(crate) fn caught(payload: Box<dyn Any + Send + 'static>) -> Panic {
+        let location = take_location();
+        let mut p = Panic::new(payload);
+        if p.location.is_none() {
+            p.location = location;
+        }
+        p
+    }
 }

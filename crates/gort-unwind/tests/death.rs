@@ -41,7 +41,7 @@ fn callback_panic_without_resume_point_aborts() {
     assert_aborted_with(
         NAME,
         &[
-            "fatal: panic in a callback from C with no Rust caller to unwind to: lost panic",
+            "fatal error: gort: panic in a callback from C with no Rust caller to unwind to: lost panic",
             &loc,
         ],
     );
@@ -64,7 +64,7 @@ fn defer_panicking_while_unwinding_aborts() {
     assert_aborted_with(
         NAME,
         &[
-            "fatal: defer block panicked while unwinding another panic: in defer",
+            "fatal error: gort: defer block panicked while unwinding another panic: in defer",
             &loc,
         ],
     );
@@ -91,7 +91,7 @@ fn unwind_to_resume_point_while_panicking_aborts() {
     }
     assert_aborted_with(
         NAME,
-        &["fatal: unwind_to_resume_point while another panic is unwinding: jump"],
+        &["fatal error: gort: unwind_to_resume_point while another panic is unwinding: jump"],
     );
 }
 

@@ -40,7 +40,8 @@
 //! | `runtime.GOMAXPROCS`, `runtime.NumGoroutine` | [`procs`], [`set_procs`], [`num_goroutines`] |
 //! | `runtime.LockOSThread` | [`lock_os_thread`], [`unlock_os_thread`] |
 //! | `make(chan T, n)`, `close` | [`chan::bounded`], [`chan::unbounded`]; closed when every sender is dropped |
-//! | `select { ... }` | [`select!`] with `recv`, `send`, `default` and timeout arms |
+//! | `select { ... }` | [`select!`] with `recv`, `send`, `default` and timeout arms ([`select_biased!`] to prefer the order written) |
+//! | a nil channel in a `select` | [`chan::never()`] |
 //! | `sync.Mutex`, `sync.WaitGroup` | [`sync::Mutex`], [`sync::WaitGroup`] |
 //! | `defer`, `recover()` | [`defer!`], [`recover`], [`Panic`] |
 //! | a blocking syscall | [`syscall`] (other goroutines keep running) |
@@ -52,9 +53,14 @@
 //!
 //! Goroutines move between OS threads whenever they park or yield (there is
 //! no preemption: a goroutine that never parks keeps its thread and its P).
-//! So a `thread_local!` value may change under a goroutine at any park. Use
-//! [`local!`] for goroutine-local values, or [`lock_os_thread`] to keep a
-//! goroutine on its thread.
+//! So a `thread_local!` value may change under a goroutine at any park, and
+//! on aarch64 and i686 the compiler may keep a thread-local's address from
+//! before a park and use the old thread's slot after it. Use [`local!`] for
+//! goroutine-local values, or spawn with `Builder::new().locked(true)`
+//! (locked to one thread from its first line) where thread-local
+//! libraries are used; `lock_os_thread` in the middle of a function that
+//! already touched a thread-local is too late. docs/thread-locals.md has the rules, the
+//! evidence and a list of common crates that use thread-locals.
 //!
 //! # Environment
 //!
@@ -83,7 +89,7 @@ pub use gort_sched::{
     stats, syscall, unlock_os_thread, yield_now, Error, JoinHandle, LocalKey, Runtime, Stats,
     MAX_PROCS, MIN_STACK_SIZE,
 };
-pub use gort_sync::select;
+pub use gort_sync::{select, select_biased};
 pub use gort_unwind::{defer, recover, Panic};
 
 /// Calls into C that never stall other goroutines, and callbacks from C on
@@ -123,7 +129,8 @@ pub mod chan {
     //! unbuffered channel) and [`unbounded`]; `send`/`recv` park the goroutine
     //! (or block a plain thread), with `try_*` and `*_timeout` variants. A
     //! channel is closed when every [`Sender`] is dropped: receivers then get
-    //! the buffered values, then [`RecvError`].
+    //! the buffered values, then [`RecvError`]. [`never()`] is Go's nil
+    //! channel: a receiver that never receives, to switch a select arm off.
     //!
     //! ```
     //! gort::run(|| {
@@ -174,7 +181,9 @@ pub mod sync {
     pub use gort_sync::sync::{Mutex, MutexGuard, WaitGroup};
 }
 
-// The README's example is compiled and run as a doctest, so it cannot rot.
-#[doc = include_str!("../../../README.md")]
+// The README's example is compiled and run as a doctest, so it cannot rot
+// (crates/gort/README.md is a link to the repository's README.md, so that the
+// packaged crate carries it).
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -5,12 +5,7 @@
 //! process: this test binary run again, through the cross runner when
 //! there is one).
 
-// The re-exec helpers (is_child, child_command through the cross runner,
-// under_qemu) shared with the other crates' death tests.
-#[path = "../../gort-stack/tests/common/mod.rs"]
-mod common;
-
-use common::{child_command, is_child, under_qemu};
+use gort_testing::{child_command, is_child, under_qemu};
 use std::io::{BufRead, BufReader, Read};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -119,9 +114,12 @@ fn stats_counters_move() {
         .unwrap();
 }
 
+/// Outside a goroutine `stats()` sums the runtimes running in the process
+/// (other tests' here, so only that it answers is checked; misuse.rs checks
+/// the numbers from a C thread in a process of its own).
 #[test]
-fn stats_outside_a_goroutine_panics() {
-    assert!(std::panic::catch_unwind(gort::stats).is_err());
+fn stats_outside_a_goroutine_answer() {
+    assert!(std::panic::catch_unwind(gort::stats).is_ok());
 }
 
 #[test]

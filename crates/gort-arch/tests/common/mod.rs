@@ -6,10 +6,8 @@
 use gort_arch::{init, switch, Context};
 use std::ptr;
 
-/// Iteration counts are scaled down under qemu-user (set by `cargo xtask test`).
-pub fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
+#[allow(unused_imports)]
+pub use gort_testing::under_qemu;
 
 /// An anonymous mapping with one PROT_NONE guard page at its low end.
 ///

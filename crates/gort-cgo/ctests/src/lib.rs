@@ -167,7 +167,7 @@ pub extern "C" fn fx_panic_no_caller() {
     unsafe { callback(|| panic!("nobody to catch this")) }
 }
 
-/// How many times this thread's stack bounds were probed (seed 002: a
+/// How many times this thread's stack bounds were probed (golang/go#68285: a
 /// thread that calls back repeatedly probes once).
 #[no_mangle]
 pub extern "C" fn fx_thread_probes() -> c_long {

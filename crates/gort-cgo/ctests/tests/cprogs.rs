@@ -3,8 +3,7 @@
 //! `cargo xtask test`, else `cc`), run through the target's runner
 //! (qemu-user for cross targets), and checked by their output.
 
-#[path = "../../../gort-stack/tests/common/mod.rs"]
-mod common;
+use gort_testing as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -128,7 +127,7 @@ fn main_thread_callbacks() {
     let n = common::scaled(100_000).to_string();
     let out = run_ok("main10", &[&n]);
     assert_eq!(field(&out, "ok").to_string(), n);
-    // Seed 002: the main thread's stack bounds are probed once, then
+    // golang/go#68285: the main thread's stack bounds are probed once, then
     // reused by every later callback (Go 1.22 probed every time).
     assert_eq!(field(&out, "probes"), 1, "{out}");
 }

@@ -5,10 +5,7 @@
 use gort_sched::{num_goroutines, Runtime};
 use std::time::{Duration, Instant};
 
-/// Iteration counts are scaled down under qemu-user (set by `cargo xtask test`).
-pub fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
+pub use gort_testing::under_qemu;
 
 /// Goroutines left besides main, once those that finished have exited
 /// (join returns when the result is published, a moment before the

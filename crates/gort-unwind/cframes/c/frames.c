@@ -81,6 +81,25 @@ void gort_c_sleep_us(long us)
     }
 }
 
+/* A C frame with a large local array of which only the first KiB is
+ * written (a big buffer for a short string, as with snprintf): the first
+ * stores land at the frame's lowest addresses, far below the caller's
+ * stack pointer. Compiled without stack-clash protection (Debian's
+ * default), so nothing probes the pages in between: on a small stack the
+ * stores land below the stack's bottom, past any guard smaller than the
+ * frame. Returns a byte read back. */
+#define GORT_BIG_FRAME(kib)                                \
+    long gort_c_frame_##kib##k(void)                       \
+    {                                                      \
+        volatile char buf[(kib) * 1024];                   \
+        for (unsigned long i = 0; i < 1024; i += 64) {     \
+            buf[i] = (char)i;                              \
+        }                                                  \
+        return buf[64];                                    \
+    }
+GORT_BIG_FRAME(88)
+GORT_BIG_FRAME(96)
+
 /* Calls cb(arg) `n` times from this thread (main10.c's loop). */
 void gort_c_loop(long n, gort_cb cb, void *arg)
 {
@@ -131,4 +150,41 @@ void gort_c_call_tid(gort_cb cb, void *arg, long *tids)
     tids[0] = syscall(SYS_gettid);
     cb(arg);
     tids[1] = syscall(SYS_gettid);
+}
+
+/* Starts a detached pthread that sleeps `ms` milliseconds, calls cb(arg)
+ * once and exits: a C library's event arriving later on a thread of its
+ * own. Returns 0 or the pthread error. */
+struct gort_after_args {
+    long ms;
+    gort_cb cb;
+    void *arg;
+};
+
+#include <stdlib.h>
+static void *gort_c_after_main(void *p)
+{
+    struct gort_after_args a = *(struct gort_after_args *)p;
+    free(p);
+    gort_c_sleep_us(a.ms * 1000);
+    a.cb(a.arg);
+    return 0;
+}
+
+int gort_c_after_ms(long ms, gort_cb cb, void *arg)
+{
+    pthread_t t;
+    struct gort_after_args *a = malloc(sizeof *a);
+    if (!a)
+        return -1;
+    a->ms = ms;
+    a->cb = cb;
+    a->arg = arg;
+    int e = pthread_create(&t, 0, gort_c_after_main, a);
+    if (e) {
+        free(a);
+        return e;
+    }
+    pthread_detach(t);
+    return 0;
 }

@@ -69,6 +69,19 @@ extern "C" {
     /// Sleeps `us` microseconds in `nanosleep`: a blocking C call.
     pub fn gort_c_sleep_us(us: std::ffi::c_long);
 
+    /// A C frame with an 88 KiB local array of which only the lowest KiB is
+    /// written (a big buffer for a short string), compiled without
+    /// stack-clash protection: on a small stack its stores land up to
+    /// 88 KiB below the stack's bottom, touching nothing in between.
+    pub fn gort_c_frame_88k() -> std::ffi::c_long;
+
+    /// As `gort_c_frame_88k` with a 96 KiB array.
+    pub fn gort_c_frame_96k() -> std::ffi::c_long;
+
+    /// Starts a detached pthread that sleeps `ms` milliseconds, calls
+    /// `cb(arg)` once and exits. 0, or the pthread error.
+    pub fn gort_c_after_ms(ms: std::ffi::c_long, cb: Callback, arg: *mut c_void) -> c_int;
+
     /// Calls `cb(arg)` `n` times from the calling thread.
     pub fn gort_c_loop(n: std::ffi::c_long, cb: Callback, arg: *mut c_void);
 

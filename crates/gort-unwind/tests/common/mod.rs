@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::process::Output;
 
 use gort_arch::{init, switch, Context};
 use gort_stack::{Stack, StackConfig};
@@ -198,19 +197,6 @@ impl Fiber {
 // test crate that re-executes itself
 // ---------------------------------------------------------------------------
 
-#[path = "../../../gort-stack/tests/common/mod.rs"]
-mod shared;
-
 // Each test crate uses a subset.
 #[allow(unused_imports)]
-pub use shared::{is_child, run_child, scaled, under_qemu};
-
-/// The child's status and output, for assertion messages.
-pub fn describe(out: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+pub use gort_testing::{describe, is_child, run_child, scaled, under_qemu};

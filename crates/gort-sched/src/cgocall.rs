@@ -1,6 +1,25 @@
-//! The scheduler's side of the C bridge (Go's cgocall.go), for gort-cgo.
-//! Not a public API: gort-cgo wraps it with the user-facing `cgo::call`
-//! and `cgo::callback`, the thread binding and the panic policy.
+//! The cgo tier: the scheduler's side of the C bridge (Go's cgocall.go),
+//! for gort-cgo, which wraps it with the user-facing `cgo::call` and
+//! `cgo::callback`, the thread binding and the panic policy. User code
+//! goes through gort-cgo (re-exported by the gort facade as `gort::cgo`).
+//!
+//! Contracts, in short (each function states its own):
+//! - [`call`] / [`try_call`]: the caller guarantees that no Rust frame
+//!   inside `f` holds a value with a destructor while C code that may call
+//!   back runs (a panic in a callback abandons those frames). The
+//!   scheduler guarantees that the goroutine keeps its M for the whole
+//!   call, that its P is handed to another M if the call blocks (as for
+//!   [`syscall`](crate::syscall)), and that a panic in a callback comes
+//!   back as the call's panic (or `Err`).
+//! - [`callback_site`] tells where a callback from C on this thread must
+//!   run; [`callback_nested`] runs one inside a `call` of the same
+//!   goroutine, [`BoundM::callback`] one on a thread the runtime did not
+//!   create (bound with [`RuntimeRef::bind_thread`]). The caller guarantees
+//!   it is at the top of an `extern "C"` function whose frames hold
+//!   nothing with a destructor; the scheduler guarantees the body runs as
+//!   a goroutine, may park and yield, and returns on the same thread.
+//! - [`fatal`] is the scheduler's fatal path (one prefix for every fatal
+//!   error), for misuse gort-cgo detects itself.
 //!
 //! ```text
 //!  goroutine stack                   M's system stack (g0's, the thread's)
@@ -19,12 +38,12 @@
 //! +---------------------------+
 //! ```
 //!
-//! Ordering rules (the seeds), and where each is enforced:
-//! - seed 001, `call`: enter syscall state, then set `incgo`; clear `incgo`,
+//! Ordering rules, and where each is enforced:
+//! - `call` (the C-call rule): enter syscall state, then set `incgo`; clear `incgo`,
 //!   then leave syscall state (leaving may move the goroutine to another
 //!   M). No thread lock per call. `switch_to_g0` refuses any goroutine
 //!   switch while `incgo` is set.
-//! - seed 000, `callback`: lock the goroutine to the M before leaving
+//! - `callback` (the callback rule): lock the goroutine to the M before leaving
 //!   syscall state (`Sched::callback_loop`); after the body: set `incgo`,
 //!   then unlock, then re-enter syscall state (`callback_entry`), so nothing
 //!   can switch the goroutine away between the unlock and the return to C.
@@ -40,9 +59,15 @@ use std::sync::Arc;
 use gort_arch::{Context, STACK_ALIGN};
 use gort_unwind::Panic;
 
-use crate::g::{Status, G};
-use crate::runtime::{check_cancel, unlock_internal};
-use crate::sched::{current_g, enter_g, fatal, leave_g, switch_to_g0, Request, Sched, M};
+use crate::current::current_g;
+pub use crate::fatal::fatal;
+use crate::g::G;
+use crate::lockosthread::unlock_internal;
+use crate::m::M;
+use crate::mcall::{enter_g, leave_g, switch_to_g0, Request};
+use crate::park::check_cancel;
+use crate::sched::Sched;
+use crate::status::Status;
 
 /// Bytes left free below a suspended context's stack pointer before a new
 /// frame starts there: the suspended side's saved registers lie at and
@@ -54,7 +79,7 @@ fn below(sp: usize) -> *mut u8 {
 }
 
 /// Go's `cgocall`: runs `f` (which calls C) on the M's system stack in
-/// syscall state, with `incgo` set, without locking the thread (seed 001).
+/// syscall state, with `incgo` set, without locking the thread (the C-call rule).
 /// A panic in a callback that `f`'s C code makes comes back here through
 /// a resume point and continues in the calling goroutine.
 ///
@@ -89,14 +114,14 @@ pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     }
     // SAFETY: the running goroutine is live; g.m is its M, read after its
     // last switch.
-    let (gr, m) = unsafe { (&*g, &*(*g).m.get()) };
+    let (gr, m) = unsafe { (&*g, &*(*g).m()) };
     if m.incgo.load(Ordering::Relaxed) {
         // Already on the system stack in C state: this is C calling Rust
         // that calls C directly, without a callback in between.
         return Ok(f());
     }
     // SAFETY: a G's Sched outlives it.
-    let sched = unsafe { &*gr.sched };
+    let sched = unsafe { &*gr.sched() };
     sched.enter_syscall(gr);
     m.incgo.store(true, Ordering::Relaxed);
     m.ncgocall
@@ -141,7 +166,7 @@ pub fn callback_site() -> CallbackSite {
         return CallbackSite::Foreign;
     }
     // SAFETY: the running goroutine is live; its M is this thread's.
-    let (gr, m) = unsafe { (&*g, &*(*g).m.get()) };
+    let (gr, m) = unsafe { (&*g, &*(*g).m()) };
     if m.incgo.load(Ordering::Relaxed) {
         return CallbackSite::Nested;
     }
@@ -167,9 +192,9 @@ pub fn callback_site() -> CallbackSite {
 pub unsafe fn callback_nested<R>(f: impl FnOnce() -> R) -> R {
     let g = current_g();
     // SAFETY: Nested: g is the goroutine in `call` on this M.
-    let (gr, m) = unsafe { (&*g, (*g).m.get()) };
+    let (gr, m) = unsafe { (&*g, (*g).m()) };
     // SAFETY: a G's Sched outlives it.
-    let sched = unsafe { &*gr.sched };
+    let sched = unsafe { &*gr.sched() };
     let Some(sp) = gort_unwind::resume_point_caller_sp() else {
         fatal("cgo callback: a goroutine in C without a resume point");
     };
@@ -196,7 +221,7 @@ impl RuntimeRef {
         // a running goroutine's Sched is alive, so its pointer is an Arc's
         // and one more strong count keeps it so.
         unsafe {
-            let p = (*g).sched;
+            let p = (*g).sched();
             Arc::increment_strong_count(p);
             Some(RuntimeRef(Arc::from_raw(p)))
         }
@@ -387,7 +412,7 @@ unsafe extern "C" fn callback_entry<F: FnOnce() -> R, R>(arg: usize, g0: Context
     let g = current_g();
     // SAFETY: the goroutine is locked to its M for the callback, so g.m
     // is the M of the callback (read after any park in the body).
-    let m = unsafe { (*g).m.get() };
+    let m = unsafe { (*g).m() };
     if let Err(p) = r {
         // SAFETY: as above.
         if unsafe { (*call).nested } {
@@ -407,7 +432,7 @@ unsafe extern "C" fn callback_entry<F: FnOnce() -> R, R>(arg: usize, g0: Context
         // SAFETY: as above.
         unsafe { (*call).panic = Some(p) };
     }
-    // Seed 000: in C first, then unlock, then back into syscall state: from
+    // The callback rule: in C first, then unlock, then back into syscall state: from
     // the unlock to the return to C nothing can switch this goroutine
     // (switch_to_g0 refuses while incgo is set).
     // SAFETY: as above; the Sched outlives the callback.

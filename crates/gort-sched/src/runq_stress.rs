@@ -6,16 +6,12 @@
 //! Invariant: every item pushed is taken out exactly once (counted per
 //! item), across owner pops, overflow batches and stealers.
 
-#![cfg(not(loom))]
-
-use gort_sched::runq::LocalQueue;
+use crate::runq::LocalQueue;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn under_qemu() -> bool {
-    std::env::var_os("GORT_UNDER_QEMU").is_some()
-}
+use gort_testing::under_qemu;
 
 /// xorshift: deterministic per seed, no dependency.
 struct Rng(u64);

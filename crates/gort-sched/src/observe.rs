@@ -16,39 +16,16 @@
 //! period when one is set. The SIGQUIT handler only writes a byte to the
 //! pipe (async-signal-safe); the observer that reads it does the dump.
 
-use super::Sched;
-use crate::g::{Status, G};
+use crate::g::G;
+use crate::sched::Sched;
+use crate::status::Status;
 use std::ffi::c_void;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 // ---- counters ------------------------------------------------------------------
-
-/// Counters of one M. Must hold: written only by the M's own thread (plain
-/// load + store, no read-modify-write: one writer), read by anyone.
-#[derive(Debug, Default)]
-pub(crate) struct MCounters {
-    switches: AtomicU64,
-    steals: AtomicU64,
-}
-
-impl MCounters {
-    /// One more switch to a goroutine on this M.
-    #[inline(always)]
-    pub(crate) fn bump_switch(&self) {
-        let n = self.switches.load(Ordering::Relaxed);
-        self.switches.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    /// One more successful steal by this M.
-    #[inline(always)]
-    pub(crate) fn bump_steal(&self) {
-        let n = self.steals.load(Ordering::Relaxed);
-        self.steals.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-}
 
 /// A snapshot of a runtime's scheduler, from `gort_sched::stats()`.
 ///
@@ -171,24 +148,52 @@ impl Sched {
 
 /// The runtime of the goroutine running on this thread, if any.
 fn current_sched() -> Option<&'static Sched> {
-    let g = super::current_g();
+    let g = crate::current::current_g();
     if g.is_null() {
         return None;
     }
     // SAFETY: a running G's Sched outlives the goroutine's code; the
     // 'static does not leave the callers in this module.
-    Some(unsafe { &*(*g).sched })
+    Some(unsafe { &*(*g).sched() })
 }
 
-/// A snapshot of the current runtime's counters: goroutines, threads, Ps,
-/// switches, steals, syscall handoffs, C calls and callbacks.
+/// A snapshot of a runtime's counters: goroutines, threads, Ps, switches,
+/// steals, syscall handoffs, C calls and callbacks.
 ///
-/// # Panics
-/// Outside a goroutine.
+/// Works on any thread. In a goroutine (or a callback from C): its
+/// runtime's. On a thread that runs no goroutine (a plain std or C thread,
+/// a signal-free monitoring thread): the totals of every runtime running
+/// in the process (the sum of each field, the local run queues of all of
+/// them one after the other), all zero when none runs. A runtime whose
+/// observer thread could not start is left out of the totals.
 pub fn stats() -> Stats {
-    match current_sched() {
-        Some(s) => s.stats(),
-        None => panic!("gort::stats called outside a goroutine"),
+    if let Some(s) = current_sched() {
+        return s.stats();
+    }
+    let live = live_runtimes();
+    let mut total = Stats::default();
+    for s in live {
+        total.add(s.stats());
+    }
+    total
+}
+
+impl Stats {
+    /// Adds `o`'s counts to these (the totals of several runtimes).
+    fn add(&mut self, o: Stats) {
+        self.goroutines += o.goroutines;
+        self.threads += o.threads;
+        self.idle_threads += o.idle_threads;
+        self.spinning_threads += o.spinning_threads;
+        self.procs += o.procs;
+        self.idle_procs += o.idle_procs;
+        self.cgo_calls += o.cgo_calls;
+        self.cgo_callbacks += o.cgo_callbacks;
+        self.context_switches += o.context_switches;
+        self.steals += o.steals;
+        self.syscall_handoffs += o.syscall_handoffs;
+        self.global_runqueue += o.global_runqueue;
+        self.local_runqueues.extend(o.local_runqueues);
     }
 }
 
@@ -201,7 +206,7 @@ const MAX_FRAMES: usize = 64;
 struct GInfo {
     id: u64,
     status: Status,
-    reason: crate::g::WaitReason,
+    reason: crate::status::WaitReason,
     is_main: bool,
     locked_m: Option<u64>,
     running_m: Option<u64>,
@@ -234,7 +239,7 @@ impl Sched {
             if status == Status::Dead {
                 continue;
             }
-            let lockedm = gr.lockedm.get();
+            let lockedm = gr.lockedm();
             let mut info = GInfo {
                 id: gr.id.get(),
                 status,
@@ -261,7 +266,7 @@ impl Sched {
             } else if status == Status::Runnable {
                 info.note = "runnable; its stack is read only while it waits";
             } else if matches!(status, Status::Running | Status::Syscall) {
-                let m = gr.m.get();
+                let m = gr.m();
                 // SAFETY: Ms live as long as the Sched.
                 info.running_m = (!m.is_null()).then(|| unsafe { (*m).id });
                 info.note = if status == Status::Syscall {
@@ -305,7 +310,7 @@ fn own_frames() -> Vec<usize> {
         backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |s| {
             ours = s.name().is_some_and(|name| {
                 let name = format!("{name:#}");
-                name.starts_with("gort_sched::sched::observe::") || name.starts_with("backtrace::")
+                name.starts_with("gort_sched::observe::") || name.starts_with("backtrace::")
             });
         });
         if ours {
@@ -384,7 +389,7 @@ fn write_frame(out: &mut String, ip: usize) {
 /// Outside a goroutine.
 pub fn dump_string() -> String {
     match current_sched() {
-        Some(s) => s.goroutine_dump(super::current_g()),
+        Some(s) => s.goroutine_dump(crate::current::current_g()),
         None => panic!("gort::dump called outside a goroutine"),
     }
 }
@@ -521,9 +526,13 @@ impl Observer {
         NLIVE.fetch_add(1, Ordering::SeqCst);
         let period = schedtrace_from_env();
         let mine = weak.clone();
+        let outside = sched.outside.clone();
         let thread = std::thread::Builder::new()
             .name("gort-observe".into())
-            .spawn(move || observe(mine, stop_rd, period));
+            .spawn(move || {
+                let _own = crate::outside::OwnThread::enter(outside);
+                observe(mine, stop_rd, period)
+            });
         let mut obs = Observer {
             sched: weak,
             stop_wr,
@@ -623,12 +632,7 @@ fn observe(sched: Weak<Sched>, stop_rd: libc::c_int, period: Option<Duration>) {
 /// Go's response to SIGQUIT: every goroutine of every live runtime to
 /// stderr, then exit status 2.
 fn sigquit_dump_and_exit() -> ! {
-    let live: Vec<Arc<Sched>> = LIVE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
+    let live = live_runtimes();
     let mut out = String::from("SIGQUIT: quit\n\n");
     for (i, s) in live.iter().enumerate() {
         if live.len() > 1 {
@@ -640,4 +644,13 @@ fn sigquit_dump_and_exit() -> ! {
     }
     eprint!("{out}");
     std::process::exit(2)
+}
+
+/// The runtimes running in the process now (those in `LIVE` still alive).
+fn live_runtimes() -> Vec<Arc<Sched>> {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect()
 }

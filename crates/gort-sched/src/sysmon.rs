@@ -1,0 +1,209 @@
+//! sysmon (Go's `sysmon`): a thread without a P that fires timers, retakes
+//! the Ps of Ms stuck in syscalls, and sleeps when there is nothing to do.
+//!
+//! Each pass: fire the due timers (timer.rs), then run checkdead if any
+//! fired (a stale timer may have been all that kept it quiet); then look
+//! at every P in a syscall (`retake`, with retake.rs's record of when each
+//! syscall was first seen) and hand off the Ps of long ones that something
+//! waits for. Then sleep:
+//! - every 25 µs while a P is in a syscall or a syscall started in the
+//!   last 10 ms, and exactly until a syscall seen in flight becomes long
+//!   enough to retake, so a stuck syscall loses its P within a poll and
+//!   20 µs every time (Go backs off to 10 ms sleeps here);
+//! - otherwise until the next timer, or until woken (`add_timer` with a new
+//!   earliest deadline, `watch_syscall`, checkdead's suspicion): an idle
+//!   runtime costs no CPU;
+//! - but at most until the next re-check while a deadlock is suspected
+//!   (every goroutine blocked while a thread outside the runtime may be
+//!   alive: checkdead.rs), 10 ms backing off to 1 s.
+//!
+//! sysmon's thread sets its timer slack to 1 µs: Linux stretches every
+//! timed sleep by the thread's slack (50 µs by default), which turned the
+//! 25 µs polls into ~75 µs. docs/sched.md has the measurements and the
+//! alternatives weighed (a coarse timestamp per syscall, shorter polls).
+
+use crate::p::{HeldP, P};
+use crate::sched::Sched;
+use crate::timer::TimerEntry;
+use crate::waker::Waker;
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Sched {
+    /// Go's `sysmon`: a thread without a P. Fires timers when they are due,
+    /// retakes the Ps of Ms stuck in syscalls (`retake`), and sleeps until
+    /// the next timer, poll or retake; with no timer pending and no syscall
+    /// made for 10 ms it sleeps until a timer is added or a syscall starts,
+    /// so an idle runtime costs no CPU.
+    pub(crate) fn sysmon(&self) {
+        // Linux delays a timed sleep by up to the thread's timer slack, 50
+        // µs by default: that turned the 25 µs polls below into ~75 µs.
+        // sysmon is the one thread whose wakeups must be on time.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: PR_SET_TIMERSLACK takes a value in ns and affects only
+        // the calling thread; no pointers.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+        }
+        // Per P: the syscall in flight and when sysmon first saw it.
+        let mut watch: Vec<crate::retake::Watch> = Vec::new();
+        let mut last_ticks = self.syscall_ticks();
+        let mut last_activity = 0u64;
+        let mut prev_pass = 0u64;
+        loop {
+            if self.finished.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            let next = {
+                let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+                while t.peek().is_some_and(|Reverse(e)| e.when <= now) {
+                    expired.push(t.pop().expect("peeked").0.waker);
+                }
+                self.timers_firing
+                    .fetch_add(expired.len(), Ordering::AcqRel);
+                t.peek().map(|Reverse(e)| e.when)
+            };
+            let fired = !expired.is_empty();
+            for waker in expired {
+                waker.time_out();
+                self.timers_firing.fetch_sub(1, Ordering::AcqRel);
+            }
+            if fired || self.dead_suspect.load(Ordering::SeqCst) {
+                // Timers that fired for waiters already woken may have
+                // been all that kept checkdead quiet; or every goroutine
+                // was blocked while a thread outside the runtime lived
+                // (checkdead.rs): look again.
+                self.sysmon_checkdead();
+            }
+            let now_ns = self.now_nanos();
+            let (in_syscall, due) = self.retake(now_ns, prev_pass, &mut watch);
+            prev_pass = now_ns;
+            let ticks = self.syscall_ticks();
+            if ticks != last_ticks {
+                last_ticks = ticks;
+                last_activity = now_ns;
+            }
+            // Poll every 25 µs while a P is in a syscall or syscalls were
+            // made in the last 10 ms, and wake exactly when a syscall seen
+            // in flight becomes long enough to retake, so a stuck syscall
+            // loses its P within a poll and 20 µs every time (Go backs off
+            // to 10 ms sleeps here, which is what makes its handoffs after
+            // a quiet spell take up to 20 ms). Otherwise sleep until the next
+            // timer: an idle runtime costs nothing.
+            let mut poll = in_syscall || now_ns.saturating_sub(last_activity) < 10_000_000;
+            if !poll {
+                self.sysmon_polling.store(false, Ordering::Relaxed);
+                // Every thread's SYSCALL stores before this point are now
+                // visible, and every later syscall entry sees `false` above
+                // and wakes us (see `watch_syscall`).
+                crate::membarrier::heavy_fence();
+                poll = self.allp().any(|p| p.status.in_syscall());
+            }
+            if poll {
+                self.sysmon_polling.store(true, Ordering::Relaxed);
+            }
+            let mut until_timer = next.map(|when| when.saturating_duration_since(Instant::now()));
+            if self.dead_suspect.load(Ordering::SeqCst) {
+                let recheck = self.outside.recheck_in();
+                until_timer = Some(until_timer.map_or(recheck, |t| t.min(recheck)));
+            }
+            match (poll, until_timer) {
+                (true, t) => {
+                    let mut d = Duration::from_micros(25);
+                    if let Some(due) = due {
+                        d = d.min(Duration::from_nanos(due.saturating_sub(self.now_nanos())));
+                    }
+                    if let Some(t) = t {
+                        d = d.min(t);
+                    }
+                    if !d.is_zero() {
+                        self.sysmon_note.sleep_timeout(d);
+                    }
+                }
+                (false, Some(t)) => {
+                    if !t.is_zero() {
+                        self.sysmon_note.sleep_timeout(t);
+                    }
+                }
+                (false, None) => self.sysmon_note.sleep(),
+            }
+            self.sysmon_note.clear();
+        }
+    }
+
+    /// Go's `retake`: hands off the P of every M whose syscall is long
+    /// (see `retake.rs`: watched for 20 µs, or the P's next syscall after
+    /// a long one), unless nothing is waiting for the P (no local work and
+    /// spare Ms or Ps to take new work) and sysmon has watched it for less
+    /// than 10 ms. `now` is this pass, `prev` the previous one. Returns
+    /// whether any P is in a syscall, and when the next syscall not yet
+    /// long enough becomes due (for sysmon's sleep).
+    pub(crate) fn retake(
+        &self,
+        now: u64,
+        prev: u64,
+        watch: &mut Vec<crate::retake::Watch>,
+    ) -> (bool, Option<u64>) {
+        let mut any = false;
+        let mut next_due: Option<u64> = None;
+        for p in self.allp() {
+            if watch.len() <= p.id {
+                watch.resize(p.id + 1, Default::default());
+            }
+            let w = &mut watch[p.id];
+            if !p.status.in_syscall() {
+                w.clear();
+                continue;
+            }
+            any = true;
+            let seen = w.observe(p.syscalltick.load(Ordering::Relaxed), now, prev);
+            let spare =
+                self.nmspinning.load(Ordering::Acquire) + self.npidle.load(Ordering::Acquire) > 0;
+            let waiting = !p.runq.is_empty() || self.runq_len.load(Ordering::Acquire) > 0;
+            if !waiting && spare && seen.watched < 10_000_000 {
+                continue;
+            }
+            if seen.due > now {
+                next_due = Some(next_due.map_or(seen.due, |d| d.min(seen.due)));
+                continue;
+            }
+            if p.status.try_retake() {
+                w.retaken();
+                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: winning the retake made p ours.
+                let p = unsafe { HeldP::claim(p as *const P as *mut P) };
+                p.status.set_running();
+                self.handoffp(p);
+            }
+        }
+        (any, next_due)
+    }
+
+    /// Sum of every P's `syscalltick`: changes when any syscall started.
+    pub(crate) fn syscall_ticks(&self) -> u32 {
+        self.allp().fold(0u32, |a, p| {
+            a.wrapping_add(p.syscalltick.load(Ordering::Relaxed))
+        })
+    }
+
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Arms a deadline for a parked goroutine's waker (park_with).
+    pub(crate) fn add_timer(&self, when: Instant, waker: Waker) {
+        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        let earliest = {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            t.push(Reverse(TimerEntry { when, seq, waker }));
+            t.peek().is_some_and(|Reverse(e)| e.seq == seq)
+        };
+        if earliest {
+            // sysmon may be sleeping until a later deadline, or forever.
+            self.sysmon_note.wake();
+        }
+    }
+}
