@@ -84,11 +84,8 @@ impl Sched {
         }
         // A pending timer will wake a goroutine. (A timer whose waiter was
         // woken otherwise stays until it fires; sysmon re-checks then.)
-        {
-            let timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-            if !timers.is_empty() || self.timers_firing.load(Ordering::Acquire) != 0 {
-                return false;
-            }
+        if !self.timers_idle() {
+            return false;
         }
         !self.allp().any(|p| !p.runq.is_empty())
     }

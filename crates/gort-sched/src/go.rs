@@ -472,9 +472,12 @@ impl GoBuilder {
         let sched = sched_of(g);
         if let Some(size) = self.stack_size {
             if size < MIN_STACK_SIZE {
-                return Err(Error::Config(format!(
-                    "stack_size must be at least {MIN_STACK_SIZE} bytes, got {size}"
-                )));
+                return Err(crate::error::ConfigError::new(
+                    "stack_size",
+                    size,
+                    format!("at least {MIN_STACK_SIZE} bytes"),
+                )
+                .into());
             }
         }
         if self.locked {
@@ -504,9 +507,7 @@ fn spawn_task<T: Send + 'static>(
         id: 0,
         _result: PhantomData,
     };
-    let gref = sched
-        .spawn(task_entry(task), stack_size, false)
-        .map_err(|e| Error::Resource(e.to_string()))?;
+    let gref = sched.spawn(task_entry(task), stack_size, false)?;
     handle.id = gref.id();
     Ok(handle)
 }

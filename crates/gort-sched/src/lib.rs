@@ -18,13 +18,16 @@
 //!    (futex sleep), `runq` (the local run queue), `retake` (sysmon's
 //!    record), `status`, `entry`, `error`.
 //! 2. The data, each naming only those before it: `g` (the G, which names
-//!    its M and runtime untyped), `p` and `waker`, `m` and `timer`, then
-//!    `sched` (the `Sched` that holds them all).
+//!    its M and runtime untyped), `waker`, `timer` (a P's timer heap and
+//!    the runtime timers under `gort::time`), `p` (which owns a heap), `m`,
+//!    then `sched` (the `Sched` that holds them all).
 //! 3. `current` (this thread's G and M) and `mcall` (switching between a
 //!    goroutine and g0).
 //! 4. The mechanisms, each an `impl Sched` block: `spawn`, `gfree`,
 //!    `schedule`, `idle`, `proc`, `lockosthread`, `stw`, `syscall`,
-//!    `sysmon`, `checkdead`, `shutdown`, `cgocallback`, `observe`. They
+//!    `sysmon`, `checkdead`, `checktimers` (the heaps meet the scheduler:
+//!    Go's checkTimers, sysmon's fallback pass), `shutdown`,
+//!    `cgocallback`, `observe`. They
 //!    call each other's methods through `Sched` and import only layers
 //!    1-3, except for free functions: `lockosthread`'s pinning (used by
 //!    `park` and `cgocallback`) and the park tier (used by the public
@@ -80,6 +83,7 @@ mod mcall;
 // 4. The mechanisms.
 mod cgocallback;
 mod checkdead;
+mod checktimers;
 mod gfree;
 mod idle;
 mod lockosthread;
@@ -101,7 +105,7 @@ pub mod park;
 mod runtime;
 
 pub use current::id;
-pub use error::Error;
+pub use error::{ConfigError, Error};
 pub use go::{go, GoBuilder, JoinHandle};
 pub use local::LocalKey;
 pub use lockosthread::{lock_os_thread, unlock_os_thread};

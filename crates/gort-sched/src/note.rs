@@ -50,7 +50,10 @@ impl Note {
     /// and timers.)
     #[allow(dead_code)]
     pub(crate) fn sleep_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            self.sleep();
+            return true;
+        };
         loop {
             if self.state.load(Ordering::Acquire) == WOKEN {
                 return true;

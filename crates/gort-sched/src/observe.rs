@@ -64,6 +64,10 @@ pub struct Stats {
     pub global_runqueue: usize,
     /// Goroutines on each P's local run queue, by P.
     pub local_runqueues: Vec<usize>,
+    /// Timers on the Ps' heaps: armed user timers (`gort::time`) and
+    /// deadlines of parked goroutines (a deadline stays until due even if
+    /// its goroutine was woken first).
+    pub timers: usize,
 }
 
 impl fmt::Display for Stats {
@@ -123,6 +127,7 @@ impl Sched {
             syscall_handoffs: self.handoffs.load(Ordering::Relaxed),
             global_runqueue,
             local_runqueues: self.allp().map(|p| p.runq.len()).collect(),
+            timers: self.timer_slots(),
         }
     }
 

@@ -15,11 +15,14 @@
 //! proc.rs; the resize in stw.rs.
 
 use crate::g::G;
+use crate::note::Note;
 use crate::runq::{LocalQueue, Owner};
+use crate::timer::Timers;
 use gort_stack::StackCache;
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A processor: the right to run goroutines, with a local run queue and
 /// caches (Go's `p`).
@@ -43,6 +46,11 @@ pub(crate) struct P {
     /// (`count_spawn`, `flush_credit`). Written only by the P's holder
     /// (plain loads and stores); read by anyone for `num_goroutines`.
     pub(crate) credit: AtomicUsize,
+    /// This P's timers (Go's `p.timers`): goroutine deadlines and user
+    /// timers armed on it, run by its holder at schedule time and by
+    /// sysmon when overdue (timer.rs, checktimers.rs). Any thread may lock
+    /// the heap.
+    pub(crate) timers: Arc<Timers>,
     pub(crate) owned: UnsafeCell<POwned>,
 }
 
@@ -59,9 +67,18 @@ pub(crate) struct POwned {
 }
 
 impl P {
-    pub(crate) fn new(id: usize) -> Box<P> {
+    /// P `id`, whose timer heap wakes sysmon through `sysmon_note` when
+    /// a new first timer is due before sysmon's sleep ends
+    /// (`sysmon_until`, checktimers.rs).
+    pub(crate) fn new(id: usize, sysmon_note: &Arc<Note>, sysmon_until: &Arc<AtomicU64>) -> Box<P> {
+        let (note, until) = (sysmon_note.clone(), sysmon_until.clone());
         Box::new(P {
             id,
+            timers: Timers::new(move |when| {
+                if when < until.load(Ordering::SeqCst) {
+                    note.wake();
+                }
+            }),
             runq: LocalQueue::new(),
             status: crate::pstatus::PStatus::new(),
             syscalltick: AtomicU32::new(0),

@@ -12,6 +12,8 @@
 //!   an optional deadline, for goroutines and plain threads alike (the
 //!   protocol is in waker.rs and gstate.rs); [`sleep`] is a park with only
 //!   a deadline.
+//! - [`Timer`] (fired with a [`Fire`]): a timer on the current P's heap
+//!   (timer.rs), which gort-sync's `time` and `context` build on.
 //!
 //! Each function states its contract in two parts: the obligations of the
 //! caller, and what the scheduler guarantees. Common to all:
@@ -37,6 +39,7 @@ use crate::mcall::{check_not_in_syscall, switch_to_g0, Request};
 pub use crate::runtime::Shutdown;
 use crate::sched::Sched;
 pub use crate::status::WaitReason;
+pub use crate::timer::{Fire, Timer};
 use crate::waker::{g_of, Target};
 pub use crate::waker::{Waker, Woke};
 use std::panic::resume_unwind;
@@ -324,9 +327,11 @@ pub(crate) fn park_thread(
 }
 
 /// Sleeps for `d`: parks the goroutine (a plain thread sleeps). Go's
-/// `time.Sleep`.
+/// `time.Sleep`. A duration past the representable future
+/// (`Duration::MAX`) sleeps for ever (a timer that never comes due, as
+/// Go's, so it is not a deadlock).
 pub fn sleep(d: std::time::Duration) {
-    let deadline = Instant::now() + d;
+    let deadline = saturating_deadline(d);
     while park_with(WaitReason::Sleep, Some(deadline), |_| true) != Woke::TimedOut {}
 }
 
@@ -345,5 +350,25 @@ fn pin_if_unwinding(g: *mut G) -> bool {
 fn unpin(g: *mut G, pinned: bool) {
     if pinned {
         unlock_internal(g);
+    }
+}
+
+/// `now + d`, or for a `d` past what `Instant` can hold, a time a century
+/// away (for ever, in practice).
+fn saturating_deadline(d: std::time::Duration) -> Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now + std::time::Duration::from_secs(86_400))
+}
+
+impl Timer {
+    /// A stopped runtime timer that calls `f` when it fires; arm it with
+    /// [`reset`](Timer::reset). It goes on the current P's heap, or (on a
+    /// plain thread) on the process-wide one. For a periodic timer, `f`
+    /// returns whether to stay armed.
+    pub fn new(f: impl Fn(&Fire<'_>) -> bool + Send + Sync + 'static) -> Timer {
+        Timer::on(crate::checktimers::timers_for_new(), f)
     }
 }

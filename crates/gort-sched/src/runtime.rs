@@ -10,7 +10,7 @@
 
 use crate::current::{running_g, sched_of};
 use crate::entry::Entry;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::outside::OwnThread;
 use crate::sched::{Config, Ending, Sched, MAX_PROCS};
 use gort_stack::{StackConfig, StackPool};
@@ -69,20 +69,21 @@ impl Builder {
     /// Checks the settings.
     pub fn build(self) -> Result<Runtime, Error> {
         let procs = match self.procs {
-            Some(0) => return Err(Error::Config("procs must be at least 1, got 0".into())),
+            Some(0) => return Err(ConfigError::new("procs", 0, "at least 1").into()),
             Some(n) => n,
             None => procs_from_env()?.min(MAX_PROCS),
         };
         if procs > MAX_PROCS {
-            return Err(Error::Config(format!(
-                "procs must be at most {MAX_PROCS}, got {procs}"
-            )));
+            return Err(ConfigError::new("procs", procs, format!("at most {MAX_PROCS}")).into());
         }
         let stack_size = self.stack_size.unwrap_or(StackConfig::DEFAULT_SIZE);
         if stack_size < MIN_STACK_SIZE {
-            return Err(Error::Config(format!(
-                "stack_size must be at least {MIN_STACK_SIZE} bytes, got {stack_size}"
-            )));
+            return Err(ConfigError::new(
+                "stack_size",
+                stack_size,
+                format!("at least {MIN_STACK_SIZE} bytes"),
+            )
+            .into());
         }
         Ok(Runtime {
             procs,
@@ -95,9 +96,12 @@ impl Builder {
 pub(crate) fn procs_from_env() -> Result<usize, Error> {
     match std::env::var("GORT_PROCS") {
         Ok(v) => match v.trim().parse::<usize>() {
-            Ok(0) | Err(_) => Err(Error::Config(format!(
-                "GORT_PROCS must be a number of at least 1, got {v:?}"
-            ))),
+            Ok(0) | Err(_) => Err(ConfigError::new(
+                "GORT_PROCS",
+                format_args!("{v:?}"),
+                "a number of at least 1",
+            )
+            .into()),
             Ok(n) => Ok(n),
         },
         Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -141,9 +145,8 @@ impl Runtime {
         let stacks = StackPool::new(StackConfig {
             size: self.stack_size,
             ..StackConfig::default()
-        })
-        .map_err(|e| Error::Resource(e.to_string()))?;
-        gort_stack::overflow::install().map_err(|e| Error::Resource(e.to_string()))?;
+        })?;
+        gort_stack::overflow::install()?;
         crate::membarrier::init();
         let sched = Arc::new(Sched::new(
             Config {
@@ -168,7 +171,7 @@ impl Runtime {
         };
         if let Err(e) = sched.spawn(Entry::boxed(main), None, true) {
             crate::current::restore_current(saved);
-            return Err(Error::Resource(e.to_string()));
+            return Err(Error::Stack(e));
         }
         let sysmon = {
             let sched = sched.clone();
@@ -178,7 +181,10 @@ impl Runtime {
                     let _own = OwnThread::enter(sched.outside.clone());
                     sched.sysmon()
                 })
-                .map_err(|e| Error::Resource(format!("cannot start sysmon: {e}")))
+                .map_err(|source| Error::Thread {
+                    what: "sysmon",
+                    source,
+                })
         };
         let sysmon = match sysmon {
             Ok(t) => t,
@@ -206,6 +212,7 @@ impl Runtime {
         sched.wait_done();
         sched.join_threads();
         let _ = sysmon.join();
+        sched.clear_timers();
         drop(observer);
         drop(m0_own);
         crate::current::restore_current(saved);

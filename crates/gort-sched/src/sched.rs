@@ -27,13 +27,11 @@ use crate::g::{GRef, G};
 use crate::m::M;
 use crate::note::Note;
 use crate::p::P;
-use crate::timer::TimerEntry;
 use gort_stack::StackPool;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::ptr::{self};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Pads a value to its own cache line (two lines: adjacent-line prefetch
@@ -114,16 +112,13 @@ pub(crate) struct Sched {
     pub(crate) stw_active: AtomicBool,
     /// Woken when the last P stops.
     pub(crate) stw_note: Note,
-    /// Timers of parked goroutines (park_with deadlines, sleep), earliest
-    /// first; fired by sysmon. Lock order: `lock` before `timers`.
-    pub(crate) timers: Mutex<BinaryHeap<Reverse<TimerEntry>>>,
-    /// Timers taken off the heap by sysmon and not yet fired: incremented
-    /// under the `timers` lock, decremented once the waiter is on a run
-    /// queue, so checkdead always sees either the timer or the goroutine.
-    pub(crate) timers_firing: AtomicUsize,
-    pub(crate) timer_seq: AtomicU64,
-    /// sysmon sleeps on this until the next timer, or until woken.
-    pub(crate) sysmon_note: Note,
+    /// sysmon sleeps on this until the next timer, or until woken (the
+    /// Ps' timer heaps hold it too, to wake it for a new first timer).
+    pub(crate) sysmon_note: Arc<Note>,
+    /// When sysmon's sleep ends (timer.rs's `nanos`; `u64::MAX`: until
+    /// woken; 0: awake). A timer heap kicks sysmon only for a timer due
+    /// before this (checktimers.rs has the protocol).
+    pub(crate) sysmon_until: Arc<AtomicU64>,
     /// The run is over: sysmon exits.
     pub(crate) finished: AtomicBool,
     /// Time origin for the nanosecond stamps below.
@@ -188,7 +183,11 @@ pub(crate) struct Config {
 
 impl Sched {
     pub(crate) fn new(config: Config, stacks: StackPool) -> Sched {
-        let pstore: Vec<Box<P>> = (0..config.procs).map(P::new).collect();
+        let sysmon_note = Arc::new(Note::new());
+        let sysmon_until = Arc::new(AtomicU64::new(0));
+        let pstore: Vec<Box<P>> = (0..config.procs)
+            .map(|i| P::new(i, &sysmon_note, &sysmon_until))
+            .collect();
         let allp: Box<[AtomicPtr<P>]> = (0..MAX_PROCS)
             .map(|i| {
                 AtomicPtr::new(
@@ -219,10 +218,8 @@ impl Sched {
             stw_wait: AtomicBool::new(false),
             stw_active: AtomicBool::new(false),
             stw_note: Note::new(),
-            timers: Mutex::new(BinaryHeap::new()),
-            timers_firing: AtomicUsize::new(0),
-            timer_seq: AtomicU64::new(0),
-            sysmon_note: Note::new(),
+            sysmon_note,
+            sysmon_until,
             finished: AtomicBool::new(false),
             base: Instant::now(),
             sysmon_polling: AtomicBool::new(false),

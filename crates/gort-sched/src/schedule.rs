@@ -117,6 +117,10 @@ impl Sched {
                 }
                 continue 'top;
             }
+            // Go's checkTimers: this P's due timers run first, so the
+            // goroutines they wake are found below (checktimers.rs).
+            // SAFETY: our M holds p; Ps are never freed.
+            self.check_timers(unsafe { &*p });
             // SAFETY: our M holds p.
             let owned = unsafe { (*p).owned() };
             if self.shutdown.load(Ordering::Acquire)

@@ -106,7 +106,7 @@ impl Sched {
             let mut pstore = self.pstore.lock().unwrap_or_else(|e| e.into_inner());
             for i in old..n {
                 if pstore.len() <= i {
-                    pstore.push(P::new(i));
+                    pstore.push(P::new(i, &self.sysmon_note, &self.sysmon_until));
                 }
                 let p = &*pstore[i] as *const P as *mut P;
                 self.allp[i].store(p, Ordering::Release);
@@ -188,14 +188,12 @@ impl Sched {
 /// Outside a goroutine.
 pub fn set_procs(n: usize) -> Result<usize, Error> {
     if n == 0 {
-        return Err(Error::Config(
-            "set_procs: procs must be at least 1, got 0".into(),
-        ));
+        return Err(crate::error::ConfigError::new("set_procs", 0, "at least 1").into());
     }
     if n > MAX_PROCS {
-        return Err(Error::Config(format!(
-            "set_procs: procs must be at most {MAX_PROCS}, got {n}"
-        )));
+        return Err(
+            crate::error::ConfigError::new("set_procs", n, format!("at most {MAX_PROCS}")).into(),
+        );
     }
     let g = running_g("set_procs");
     let sched = sched_of(g);

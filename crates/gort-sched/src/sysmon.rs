@@ -24,9 +24,6 @@
 
 use crate::p::{HeldP, P};
 use crate::sched::Sched;
-use crate::timer::TimerEntry;
-use crate::waker::Waker;
-use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -55,22 +52,8 @@ impl Sched {
             if self.finished.load(Ordering::Acquire) {
                 return;
             }
-            let now = Instant::now();
-            let mut expired = Vec::new();
-            let next = {
-                let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-                while t.peek().is_some_and(|Reverse(e)| e.when <= now) {
-                    expired.push(t.pop().expect("peeked").0.waker);
-                }
-                self.timers_firing
-                    .fetch_add(expired.len(), Ordering::AcqRel);
-                t.peek().map(|Reverse(e)| e.when)
-            };
-            let fired = !expired.is_empty();
-            for waker in expired {
-                waker.time_out();
-                self.timers_firing.fetch_sub(1, Ordering::AcqRel);
-            }
+            // The fallback for the Ps' timers (checktimers.rs).
+            let (fired, next) = self.sysmon_timers(Instant::now());
             if fired || self.dead_suspect.load(Ordering::SeqCst) {
                 // Timers that fired for waiters already woken may have
                 // been all that kept checkdead quiet; or every goroutine
@@ -105,31 +88,45 @@ impl Sched {
             if poll {
                 self.sysmon_polling.store(true, Ordering::Relaxed);
             }
-            let mut until_timer = next.map(|when| when.saturating_duration_since(Instant::now()));
-            if self.dead_suspect.load(Ordering::SeqCst) {
-                let recheck = self.outside.recheck_in();
-                until_timer = Some(until_timer.map_or(recheck, |t| t.min(recheck)));
-            }
-            match (poll, until_timer) {
-                (true, t) => {
-                    let mut d = Duration::from_micros(25);
-                    if let Some(due) = due {
-                        d = d.min(Duration::from_nanos(due.saturating_sub(self.now_nanos())));
-                    }
-                    if let Some(t) = t {
-                        d = d.min(t);
-                    }
-                    if !d.is_zero() {
-                        self.sysmon_note.sleep_timeout(d);
-                    }
+            // When to wake: the next timer, and while polling, 25 µs from
+            // now or when a watched syscall becomes long, if sooner.
+            let wake_at = if poll {
+                let now = Instant::now();
+                let mut d = Duration::from_micros(25);
+                if let Some(due) = due {
+                    d = d.min(Duration::from_nanos(due.saturating_sub(self.now_nanos())));
                 }
-                (false, Some(t)) => {
-                    if !t.is_zero() {
-                        self.sysmon_note.sleep_timeout(t);
+                let at = now + d;
+                Some(next.map_or(at, |t| t.min(at)))
+            } else {
+                next
+            };
+            // Every goroutine looked blocked while a thread outside the
+            // runtime lived (checkdead.rs): look again soon.
+            let wake_at = if self.dead_suspect.load(Ordering::SeqCst) {
+                let recheck = Instant::now() + self.outside.recheck_in();
+                Some(wake_at.map_or(recheck, |t| t.min(recheck)))
+            } else {
+                wake_at
+            };
+            // Tell the timer heaps when we wake (they kick us only for an
+            // earlier timer), then look once more: a timer pushed before
+            // the store and missed by the pass above is seen here, one
+            // pushed after it reads the store (checktimers.rs).
+            let until = wake_at.map_or(u64::MAX, crate::timer::nanos);
+            self.sysmon_until.store(until, Ordering::SeqCst);
+            if self.timers_next_nanos() >= until {
+                match wake_at {
+                    Some(at) => {
+                        let d = at.saturating_duration_since(Instant::now());
+                        if !d.is_zero() {
+                            self.sysmon_note.sleep_timeout(d);
+                        }
                     }
+                    None => self.sysmon_note.sleep(),
                 }
-                (false, None) => self.sysmon_note.sleep(),
             }
+            self.sysmon_until.store(0, Ordering::SeqCst);
             self.sysmon_note.clear();
         }
     }
@@ -191,19 +188,5 @@ impl Sched {
 
     pub(crate) fn now_nanos(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
-    }
-
-    /// Arms a deadline for a parked goroutine's waker (park_with).
-    pub(crate) fn add_timer(&self, when: Instant, waker: Waker) {
-        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
-        let earliest = {
-            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-            t.push(Reverse(TimerEntry { when, seq, waker }));
-            t.peek().is_some_and(|Reverse(e)| e.seq == seq)
-        };
-        if earliest {
-            // sysmon may be sleeping until a later deadline, or forever.
-            self.sysmon_note.wake();
-        }
     }
 }

@@ -1,43 +1,616 @@
-//! Goroutine deadlines: the entries of the runtime's timer heap
-//! (`Sched::timers`), armed by `park_with` and `sleep` (`Sched::add_timer`)
-//! and fired by sysmon (sysmon.rs), which sleeps until the earliest one.
+//! Timers: goroutine deadlines (`park_with`, `sleep`) and the user timers
+//! under `gort::time` ([`Timer`]), on heaps ordered by expiry, run by the
+//! scheduler when due.
 //!
-//! A timer is a deadline and the [`Waker`] of one wait, ordered by (when,
-//! seq), `seq` making entries with the same instant distinct and first
-//! come first fired. Firing is `Waker::time_out`: if a wake won the wait
-//! first, the timer does nothing, so a timer is never removed early; it
-//! stays until it is due. checkdead counts pending and firing timers as
-//! possible wakers (`Sched::timers_firing`: taken off the heap, not yet
-//! fired), so a deadlock is never reported while a timer is in flight.
+//! # Go 1.23's design (runtime/time.go), what is kept and what is not
+//!
+//! Go keeps one 4-ary heap of timers per P, locked by the P's `timers.mu`;
+//! `schedule` runs the due timers of its P before picking a goroutine
+//! (`checkTimers`), `findRunnable` steals from other Ps' heaps, and
+//! sysmon wakes an idle P when a timer is overdue. A timer's `stop` and
+//! `reset` do not touch the heap: they mark the timer (`timerModified`,
+//! `timerZombie`) and the heap's owner fixes it up lazily, because only
+//! the P that owns a heap may change it without a lock dance. For channel
+//! timers, Go 1.23 adds a per-timer `sendLock` and a sequence number so
+//! that once `Stop`/`Reset` returns no stale value is sent, and drains the
+//! channel's buffer (golang/go#37196).
+//!
+//! Kept: heaps ordered by (when, arming), one lock per heap, due timers
+//! run by the scheduler with sysmon as the fallback, the per-timer run
+//! lock (Go's sendLock) and sequence number, Go 1.23's answer for what
+//! `stop` returns (pending, or a firing that the stop cancelled), and a
+//! firing's callback run with the heap unlocked (it may wake goroutines,
+//! which takes scheduler locks: lock order is scheduler, then heap).
+//!
+//! Changed: `stop` and `reset` remove the timer from its heap at once
+//! (each heap slot's index is kept in the timer, so removal is O(log n))
+//! instead of leaving a zombie: any thread may lock a heap, so there is
+//! no owner to defer to, and nothing stays in memory after a stop (100,000
+//! timers made and stopped leave an empty heap). A binary heap, not 4-ary:
+//! the heaps here are small and removal by index is simpler to verify.
+//! Goroutine deadlines are not removed when the goroutine is woken first
+//! (their waker is a one-shot: a late firing loses), as before; they leave
+//! when due.
+//!
+//! Timers made on a plain thread (no runtime to run them) go to a
+//! process-wide heap run by its own thread, started on first use.
+//!
+//! # The protocol
+//!
+//! - A `Timer` is an `Arc<TimerInner>`: the handle holds one count and
+//!   each heap slot that refers to it holds one.
+//! - Under the heap's lock: `index` (the timer's slot, or none), `seq`
+//!   (bumped by every stop and reset) and `popped` (taken off the heap as
+//!   due, firing not yet run).
+//! - `run_due` pops every due slot under the heap lock (marking `popped`,
+//!   remembering `seq`), unlocks, then fires each: under the timer's run
+//!   lock, a firing whose `seq` is stale does nothing; else it clears
+//!   `popped`, calls the callback and, for a periodic timer the callback
+//!   wants kept, pushes it back one period later (skipping missed ticks).
+//! - `stop`/`reset` take the run lock (so no firing is running), then the
+//!   heap lock: remove the slot, or clear `popped` (a firing that will now
+//!   find its `seq` stale); either means "was pending". `reset` pushes a
+//!   new slot.
+//!
+//! Lock order: a timer's run lock, then scheduler locks (a callback that
+//! wakes a goroutine may take them; checkdead holds the scheduler's lock
+//! when it looks at the heaps), then a heap lock, always innermost.
 
 use crate::waker::Waker;
-use std::cmp::Ordering as CmpOrdering;
-use std::time::Instant;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-/// A goroutine's deadline: at `when`, `waker` times out (if nothing woke it
-/// first). Ordered by (when, seq).
-pub(crate) struct TimerEntry {
-    pub(crate) when: Instant,
-    pub(crate) seq: u64,
-    pub(crate) waker: Waker,
+/// No slot: the timer is not on its heap.
+const NOT_HEAPED: usize = usize::MAX;
+/// `Timers::next` when the heap is empty.
+const NONE: u64 = u64::MAX;
+/// A heap smaller than this is never swept.
+const SWEEP_MIN: usize = 256;
+
+/// Nanoseconds since a process-wide origin, for the cheap `next` check
+/// and sysmon's wake-up time.
+pub(crate) fn nanos(t: Instant) -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    t.saturating_duration_since(base)
+        .as_nanos()
+        .min(NONE as u128 - 1) as u64
 }
 
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.when, self.seq) == (other.when, other.seq)
+/// What a user timer does when it fires: returns whether a periodic timer
+/// stays armed (a one-shot timer is done either way).
+type Callback = dyn Fn(&Fire<'_>) -> bool + Send + Sync;
+
+/// Starts a goroutine on the runtime that runs the timers.
+pub(crate) type Spawn<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>);
+
+/// What a firing callback may do besides waking goroutines.
+pub struct Fire<'a> {
+    spawn: Option<Spawn<'a>>,
+}
+
+impl Fire<'_> {
+    /// Starts `f` in a new goroutine of the timer's runtime (a new thread
+    /// for a timer made on a plain thread). Go's AfterFunc.
+    pub fn go(&self, f: impl FnOnce() + Send + 'static) {
+        match self.spawn {
+            Some(spawn) => spawn(Box::new(f)),
+            None => {
+                std::thread::spawn(f);
+            }
+        }
     }
 }
 
-impl Eq for TimerEntry {}
+/// Must hold: `index`, `seq`, `popped` and `period` change only under the
+/// lock of `heap`; `index != NOT_HEAPED` iff a slot of `heap` refers to
+/// this timer, at that index; `seq` changes only with the run lock held
+/// too, so a firing that holds the run lock sees it stable.
+struct TimerInner {
+    heap: Arc<Timers>,
+    run: Mutex<()>,
+    index: AtomicUsize,
+    seq: AtomicU64,
+    popped: AtomicBool,
+    /// 0: one-shot.
+    period: AtomicU64,
+    f: Box<Callback>,
+    /// Set by `detach_while`: false once nobody can observe a firing, so
+    /// a sweep may drop the timer early. Must not block or lock.
+    alive: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+}
 
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
+enum What {
+    /// A parked goroutine's deadline.
+    Wake(Waker),
+    /// A user timer, armed with this `seq`.
+    Timer(Arc<TimerInner>, u64),
+}
+
+struct Slot {
+    when: Instant,
+    /// Arming order: ties on `when` fire in arming order.
+    order: u64,
+    what: What,
+}
+
+impl Slot {
+    fn key(&self) -> (Instant, u64) {
+        (self.when, self.order)
     }
 }
 
-impl Ord for TimerEntry {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (self.when, self.seq).cmp(&(other.when, other.seq))
+/// A heap of timers (one per runtime, and one process-wide for plain
+/// threads).
+///
+/// Must hold: `heap` is a binary min-heap by `Slot::key`; every `Timer`
+/// slot's timer has `index` equal to the slot's position; `next` is the
+/// first slot's `when` in `nanos`, or `NONE` (written under the lock, read
+/// without it as a hint); `firing` counts slots popped whose firing has
+/// not finished, so that checkdead always sees either the slot or its
+/// effect.
+pub(crate) struct Timers {
+    heap: Mutex<Vec<Slot>>,
+    next: AtomicU64,
+    order: AtomicU64,
+    firing: AtomicUsize,
+    /// Sweep dead slots when the heap reaches this size (under the lock).
+    sweep_at: AtomicUsize,
+    /// Called with its `nanos` when a slot becomes the first (the runner
+    /// may sleep until a later one).
+    kick: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+/// A due slot taken off the heap, fired outside its lock.
+enum Due {
+    Wake(Waker),
+    Timer(Arc<TimerInner>, u64),
+}
+
+impl Timers {
+    pub(crate) fn new(kick: impl Fn(u64) + Send + Sync + 'static) -> Arc<Timers> {
+        Arc::new(Timers {
+            heap: Mutex::new(Vec::new()),
+            next: AtomicU64::new(NONE),
+            order: AtomicU64::new(0),
+            firing: AtomicUsize::new(0),
+            sweep_at: AtomicUsize::new(SWEEP_MIN),
+            kick: Box::new(kick),
+        })
     }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
+        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Arms a deadline for a parked goroutine's waker (park_with).
+    pub(crate) fn add_wake(&self, when: Instant, waker: Waker) {
+        let mut h = self.lock();
+        let (first, swept) = self.push(&mut h, when, What::Wake(waker));
+        drop(h);
+        drop(swept);
+        if first {
+            (self.kick)(nanos(when));
+        }
+    }
+
+    /// Whether anything is on the heap or firing (checkdead's question).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.firing.load(Ordering::Acquire) == 0 && self.lock().is_empty()
+    }
+
+    /// The first slot's expiry, if any.
+    pub(crate) fn next_when(&self) -> Option<Instant> {
+        self.lock().first().map(|s| s.when)
+    }
+
+    /// Slots, counting those taken off to fire and not done yet (a
+    /// periodic timer between its pop and its re-push still counts).
+    pub(crate) fn len(&self) -> usize {
+        let h = self.lock();
+        h.len() + self.firing.load(Ordering::Acquire)
+    }
+
+    /// The first slot's expiry in `nanos` (`u64::MAX`: none), without the
+    /// lock.
+    pub(crate) fn next_nanos(&self) -> u64 {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    /// A cheap check without the lock or a clock read when nothing is
+    /// armed: whether a slot may be due at `now` (call `run_due` then).
+    #[inline]
+    pub(crate) fn maybe_due(&self) -> bool {
+        let next = self.next.load(Ordering::Relaxed);
+        next != NONE && next <= nanos(Instant::now())
+    }
+
+    /// Fires every slot due at `now`; `spawn` starts a goroutine for
+    /// `Fire::go`. Returns how many fired (stale ones included).
+    pub(crate) fn run_due(&self, now: Instant, spawn: Option<Spawn<'_>>) -> usize {
+        let mut due = Vec::new();
+        {
+            let mut h = self.lock();
+            while h.first().is_some_and(|s| s.when <= now) {
+                let slot = self.remove(&mut h, 0);
+                due.push(match slot.what {
+                    What::Wake(w) => Due::Wake(w),
+                    What::Timer(t, seq) => {
+                        t.popped.store(true, Ordering::Relaxed);
+                        Due::Timer(t, seq)
+                    }
+                });
+            }
+            self.firing.fetch_add(due.len(), Ordering::AcqRel);
+        }
+        let n = due.len();
+        let fire = Fire { spawn };
+        for d in due {
+            match d {
+                Due::Wake(w) => {
+                    w.time_out();
+                }
+                Due::Timer(t, seq) => t.fire(seq, now, &fire),
+            }
+            self.firing.fetch_sub(1, Ordering::AcqRel);
+        }
+        n
+    }
+
+    /// Drops every slot (the runtime ended): breaks the cycles through
+    /// `TimerInner::heap`.
+    pub(crate) fn clear(&self) {
+        let slots = std::mem::take(&mut *self.lock());
+        for s in &slots {
+            if let What::Timer(t, _) = &s.what {
+                t.index.store(NOT_HEAPED, Ordering::Relaxed);
+            }
+        }
+        self.next.store(NONE, Ordering::Relaxed);
+        drop(slots);
+    }
+
+    // ---- the heap (under its lock) -------------------------------------
+
+    /// Pushes a slot; returns whether it became the first, and the dead
+    /// slots a sweep took out (for the caller to drop after unlocking:
+    /// dropping a timer drops its callback, which may do anything).
+    fn push(&self, h: &mut Vec<Slot>, when: Instant, what: What) -> (bool, Vec<Slot>) {
+        let swept = if h.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            self.sweep(h)
+        } else {
+            Vec::new()
+        };
+        let order = self.order.fetch_add(1, Ordering::Relaxed);
+        h.push(Slot { when, order, what });
+        let last = h.len() - 1;
+        let i = self.sift_up(h, last);
+        self.set_next(h);
+        (i == 0, swept)
+    }
+
+    /// Takes out the slots nobody can observe any more: deadlines whose
+    /// wait already ended (a one-shot that was won), and detached timers
+    /// whose `alive` says no (an `after` whose receiver is gone). Then
+    /// rebuilds the heap. Run when the heap has doubled since the last
+    /// sweep, so it costs O(1) per push, amortized, and the heap holds at
+    /// most about twice the live slots: a `select!` loop with a timeout
+    /// arm, or `after` in one, does not pile up slots until they are due.
+    fn sweep(&self, h: &mut Vec<Slot>) -> Vec<Slot> {
+        let mut dead = Vec::new();
+        let mut i = 0;
+        while i < h.len() {
+            let live = match &h[i].what {
+                What::Wake(w) => w.is_waiting(),
+                What::Timer(t, _) => t.alive.get().is_none_or(|alive| alive()),
+            };
+            if live {
+                i += 1;
+            } else {
+                let s = h.swap_remove(i);
+                if let What::Timer(t, _) = &s.what {
+                    t.index.store(NOT_HEAPED, Ordering::Relaxed);
+                }
+                dead.push(s);
+            }
+        }
+        for i in (0..h.len() / 2).rev() {
+            self.sift_down(h, i);
+        }
+        for i in 0..h.len() {
+            set_index(h, i);
+        }
+        self.set_next(h);
+        self.sweep_at
+            .store((2 * h.len()).max(SWEEP_MIN), Ordering::Relaxed);
+        dead
+    }
+
+    /// Removes the slot at `i`.
+    fn remove(&self, h: &mut Vec<Slot>, i: usize) -> Slot {
+        let last = h.len() - 1;
+        h.swap(i, last);
+        let slot = h.pop().expect("i is in the heap");
+        if let What::Timer(t, _) = &slot.what {
+            t.index.store(NOT_HEAPED, Ordering::Relaxed);
+        }
+        if i < h.len() {
+            set_index(h, i);
+            let j = self.sift_up(h, i);
+            if j == i {
+                self.sift_down(h, i);
+            }
+        }
+        self.set_next(h);
+        slot
+    }
+
+    fn sift_up(&self, h: &mut [Slot], mut i: usize) -> usize {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if h[i].key() >= h[parent].key() {
+                break;
+            }
+            h.swap(i, parent);
+            set_index(h, i);
+            i = parent;
+        }
+        set_index(h, i);
+        i
+    }
+
+    fn sift_down(&self, h: &mut [Slot], mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut min = i;
+            if l < h.len() && h[l].key() < h[min].key() {
+                min = l;
+            }
+            if r < h.len() && h[r].key() < h[min].key() {
+                min = r;
+            }
+            if min == i {
+                break;
+            }
+            h.swap(i, min);
+            set_index(h, i);
+            i = min;
+        }
+        set_index(h, i);
+    }
+
+    fn set_next(&self, h: &[Slot]) {
+        let next = h.first().map_or(NONE, |s| nanos(s.when));
+        // SeqCst: sysmon's store of its wake-up time and this store are
+        // read crosswise (checktimers.rs).
+        self.next.store(next, Ordering::SeqCst);
+    }
+}
+
+fn set_index(h: &[Slot], i: usize) {
+    if let What::Timer(t, _) = &h[i].what {
+        t.index.store(i, Ordering::Relaxed);
+    }
+}
+
+impl TimerInner {
+    fn run_lock(&self) -> MutexGuard<'_, ()> {
+        self.run.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the timer off its heap (or cancels a popped firing); returns
+    /// whether it was pending. With the run lock held.
+    fn disarm(&self, h: &mut Vec<Slot>) -> bool {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        let i = self.index.load(Ordering::Relaxed);
+        if i != NOT_HEAPED {
+            self.heap.remove(h, i);
+            true
+        } else {
+            self.popped.swap(false, Ordering::Relaxed)
+        }
+    }
+
+    fn fire(self: Arc<Self>, seq: u64, now: Instant, fire: &Fire<'_>) {
+        let _run = self.run_lock();
+        {
+            let _h = self.heap.lock();
+            if self.seq.load(Ordering::Relaxed) != seq || !self.popped.load(Ordering::Relaxed) {
+                return; // stopped or reset since it was popped
+            }
+            self.popped.store(false, Ordering::Relaxed);
+        }
+        let keep = (self.f)(fire);
+        let period = self.period.load(Ordering::Relaxed);
+        if keep && period != 0 {
+            let mut h = self.heap.lock();
+            if self.seq.load(Ordering::Relaxed) == seq
+                && self.index.load(Ordering::Relaxed) == NOT_HEAPED
+            {
+                // The next tick after now (missed ticks are skipped, as
+                // Go's ticker does).
+                // A period past what `Instant` holds: no next tick.
+                let Some(when) = now.checked_add(Duration::from_nanos(period)) else {
+                    return;
+                };
+                let (first, swept) = self.heap.push(&mut h, when, What::Timer(self.clone(), seq));
+                drop(h);
+                drop(swept);
+                if first {
+                    (self.heap.kick)(nanos(when));
+                }
+            }
+        }
+    }
+}
+
+/// A timer of the runtime (the layer under `gort::time`): runs its
+/// callback when it expires, on a scheduler thread.
+///
+/// The callback must not block (it runs where the scheduler runs timers;
+/// a channel `try_send` or `Fire::go` is what it is for). It runs with
+/// the timer's run lock held: once [`stop`](Timer::stop) or
+/// [`reset`](Timer::reset) returns, no firing of an earlier arming is
+/// running or will run. Dropping the handle stops the timer, unless it
+/// was [`detach`](Timer::detach)ed.
+///
+/// A timer made on a goroutine lives on its runtime's heap; one made on
+/// a plain thread on a process-wide heap with its own thread.
+pub struct Timer {
+    inner: Option<Arc<TimerInner>>,
+}
+
+impl Timer {
+    /// A stopped timer on `heap` (the public constructor, `Timer::new`,
+    /// is the park tier's: it picks the heap).
+    pub(crate) fn on(
+        heap: Arc<Timers>,
+        f: impl Fn(&Fire<'_>) -> bool + Send + Sync + 'static,
+    ) -> Timer {
+        Timer {
+            inner: Some(Arc::new(TimerInner {
+                heap,
+                run: Mutex::new(()),
+                index: AtomicUsize::new(NOT_HEAPED),
+                seq: AtomicU64::new(0),
+                popped: AtomicBool::new(false),
+                period: AtomicU64::new(0),
+                f: Box::new(f),
+                alive: OnceLock::new(),
+            })),
+        }
+    }
+
+    fn inner(&self) -> &Arc<TimerInner> {
+        self.inner
+            .as_ref()
+            .expect("only detach takes it, consuming the handle")
+    }
+
+    /// Arms the timer to fire at `when` (and every `period` after, if
+    /// given and not zero). Returns whether it was pending (armed, or due
+    /// with its firing not yet run, which this cancels).
+    pub fn reset(&self, when: Instant, period: Option<Duration>) -> bool {
+        self.reset_then(when, period, || false)
+    }
+
+    /// [`reset`](Timer::reset), then `then` before any firing of the new
+    /// arming can run (under the run lock: Go 1.23 drains a timer's
+    /// channel there); returns whether it was pending or `then` returned
+    /// true.
+    pub fn reset_then(
+        &self,
+        when: Instant,
+        period: Option<Duration>,
+        then: impl FnOnce() -> bool,
+    ) -> bool {
+        let t = self.inner();
+        let _run = t.run_lock();
+        let mut h = t.heap.lock();
+        let pending = t.disarm(&mut h);
+        let period = period.map_or(0, |p| p.as_nanos().min(u64::MAX as u128) as u64);
+        t.period.store(period, Ordering::Relaxed);
+        let seq = t.seq.load(Ordering::Relaxed);
+        let (first, swept) = t.heap.push(&mut h, when, What::Timer(t.clone(), seq));
+        drop(h);
+        drop(swept);
+        if first {
+            (t.heap.kick)(nanos(when));
+        }
+        then() || pending
+    }
+
+    /// Stops the timer. Returns whether it was pending.
+    pub fn stop(&self) -> bool {
+        self.stop_then(|| false)
+    }
+
+    /// [`stop`](Timer::stop), then `then` with no firing running (under
+    /// the run lock); returns whether it was pending or `then` returned
+    /// true.
+    pub fn stop_then(&self, then: impl FnOnce() -> bool) -> bool {
+        let t = self.inner();
+        let _run = t.run_lock();
+        let mut h = t.heap.lock();
+        let pending = t.disarm(&mut h);
+        drop(h);
+        then() || pending
+    }
+
+    /// Lets the timer run without a handle: a one-shot timer is freed once
+    /// it fired, a periodic one once its callback returns false.
+    pub fn detach(mut self) {
+        self.inner = None;
+    }
+
+    /// [`detach`](Timer::detach), and the heap may drop the timer before
+    /// it fires once `alive` returns false (nobody could observe the
+    /// firing: for `gort::time::after`, the receiver is gone). `alive` is
+    /// asked under the heap's lock: it must not block or take locks.
+    pub fn detach_while(self, alive: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.inner().alive.set(Box::new(alive));
+        self.detach();
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            self.stop();
+        }
+    }
+}
+
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer").finish_non_exhaustive()
+    }
+}
+
+// ---- the process-wide heap for plain threads ---------------------------------
+
+struct Fallback {
+    timers: Arc<Timers>,
+    note: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+/// The process-wide heap for timers made on plain threads, and its thread
+/// (started on first use).
+pub(crate) fn fallback() -> Arc<Timers> {
+    static FALLBACK: OnceLock<Fallback> = OnceLock::new();
+    let f = FALLBACK.get_or_init(|| {
+        let note = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let kick_note = note.clone();
+        let timers = Timers::new(move |_| {
+            let (m, cv) = &*kick_note;
+            *m.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            cv.notify_one();
+        });
+        let (t, n) = (timers.clone(), note.clone());
+        std::thread::Builder::new()
+            .name("gort-timers".into())
+            .spawn(move || loop {
+                t.run_due(Instant::now(), None);
+                let (m, cv) = &*n;
+                let mut kicked = m.lock().unwrap_or_else(PoisonError::into_inner);
+                if !*kicked {
+                    kicked = match t.next_when() {
+                        Some(when) => {
+                            let d = when.saturating_duration_since(Instant::now());
+                            cv.wait_timeout(kicked, d)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                        None => cv.wait(kicked).unwrap_or_else(PoisonError::into_inner),
+                    };
+                }
+                *kicked = false;
+            })
+            .expect("gort: cannot start the timer thread for plain threads");
+        Fallback { timers, note }
+    });
+    let _ = &f.note;
+    f.timers.clone()
 }

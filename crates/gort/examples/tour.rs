@@ -46,6 +46,7 @@ fn main() {
             many_goroutines();
             whispers();
             select_with_timeout();
+            timers_and_context();
             blocking_c_call();
             c_threads_call_back();
             panic_across_c();
@@ -269,11 +270,60 @@ fn select_with_timeout() {
 }
 
 // ---------------------------------------------------------------------------
-// 4. A deadlock, caught and reported as an error
+// 4. Timers and a context: tick, after, cancellation down a tree
+// ---------------------------------------------------------------------------
+
+fn timers_and_context() {
+    section("4. Timers and a context: tick, after, with_timeout, cancel");
+    use gort::context::{self, ContextError};
+    use gort::time;
+    // A job's context times out after 30 ms; three workers under it tick
+    // every 5 ms until their context is done.
+    let t = Instant::now();
+    let (job, _cancel_job) =
+        context::with_timeout(&context::background(), Duration::from_millis(30));
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let (ctx, cancel) = context::with_cancel(&job);
+            let h = gort::go(move || {
+                let ticks = time::tick(Duration::from_millis(5));
+                let mut n = 0;
+                loop {
+                    gort::select! {
+                        recv(ticks) -> _ => n += 1,
+                        recv(ctx.done()) -> _ => return (i, n, ctx.err()),
+                    }
+                }
+            });
+            (h, cancel)
+        })
+        .collect();
+    // Worker 0 is cancelled on its own after 10 ms; the others end with
+    // the job's deadline (cancellation flows down, never up).
+    gort::select! {
+        recv(time::after(Duration::from_millis(10))) -> _ => workers[0].1.cancel(),
+    }
+    for (h, _) in workers {
+        let (i, n, err) = h.join().unwrap();
+        let why = match err {
+            Some(ContextError::Canceled) => "cancelled",
+            Some(ContextError::DeadlineExceeded) => "the job's deadline",
+            None => "?",
+        };
+        println!(
+            "  worker {i}: {n:>2} ticks, stopped by {why} at {:>2} ms",
+            t.elapsed().as_millis()
+        );
+    }
+    assert_eq!(job.err(), Some(ContextError::DeadlineExceeded));
+}
+
+// ---------------------------------------------------------------------------
+// 5. A deadlock, caught and reported as an error
 // ---------------------------------------------------------------------------
 
 fn deadlock_is_an_error() {
-    section("4. A deadlock is an error, not a hang");
+    section("5. A deadlock is an error, not a hang");
     let t = Instant::now();
     let result = gort::run(|| {
         let (tx, rx) = chan::bounded::<u32>(0);
@@ -304,11 +354,11 @@ fn deadlock_is_an_error() {
 }
 
 // ---------------------------------------------------------------------------
-// 5. What the scheduler did
+// 6. What the scheduler did
 // ---------------------------------------------------------------------------
 
 fn summary(s: &gort::Stats, took: Duration) {
-    section("5. gort::stats() at the end of the tour's runtime");
+    section("6. gort::stats() at the end of the tour's runtime");
     println!("  procs (GOMAXPROCS)     {}", s.procs);
     println!(
         "  OS threads (Ms)        {} ({} idle, {} spinning)",

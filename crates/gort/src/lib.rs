@@ -34,7 +34,7 @@
 //!
 //! | Go | gort |
 //! |---|---|
-//! | `func main()` running the scheduler | [`run`], or [`Runtime::builder`] for settings |
+//! | `func main()` running the scheduler | [`#[gort::main]`](main), [`run`], or [`Runtime::builder`] for settings; [`#[gort::test]`](test) for tests |
 //! | `go f()` | [`go`] returns a [`JoinHandle`]; [`Builder`] names it or sizes its stack |
 //! | `runtime.Gosched`, `time.Sleep` | [`yield_now`], [`sleep`] |
 //! | `runtime.GOMAXPROCS`, `runtime.NumGoroutine` | [`procs`], [`set_procs`], [`num_goroutines`] |
@@ -43,11 +43,37 @@
 //! | `select { ... }` | [`select!`] with `recv`, `send`, `default` and timeout arms ([`select_biased!`] to prefer the order written) |
 //! | a nil channel in a `select` | [`chan::never()`] |
 //! | `sync.Mutex`, `sync.WaitGroup` | [`sync::Mutex`], [`sync::WaitGroup`] |
+//! | `sync.RWMutex`, `sync.Cond`, `sync.Once` | [`sync::RwLock`], [`sync::Condvar`], [`sync::Once`] |
+//! | `time.After`, `time.Tick`, `time.NewTimer`, `time.NewTicker`, `time.AfterFunc` | [`time::after`], [`time::tick`], [`time::Timer`], [`time::Ticker`], [`time::after_func`] |
+//! | `context.Background`, `WithCancel`, `WithTimeout`, `WithDeadline` | [`context::background`], [`context::with_cancel`], [`context::with_timeout`], [`context::with_deadline`] |
 //! | `defer`, `recover()` | [`defer!`], [`recover`], [`Panic`] |
 //! | a blocking syscall | [`syscall`] (other goroutines keep running) |
 //! | goroutine-local storage (none in Go) | [`local!`] |
 //! | `GODEBUG=schedtrace=1000`, SIGQUIT traceback | `GORT_DEBUG=schedtrace=1000`, SIGQUIT, [`dump`], [`stats`] |
 //! | `fatal error: all goroutines are asleep - deadlock!` | [`Error::Deadlock`] from [`run`] |
+//!
+//! # `#[gort::main]` and `#[gort::test]`
+//!
+//! The attributes run a function's body as the main goroutine of a fresh
+//! runtime, with options `procs = N`, `stack_size = BYTES`,
+//! `external_wakers = true` and `crate = "path"`. A runtime error (a
+//! deadlock, a bad setting) ends `main` as Go ends a program (`fatal error:
+//! ...` on stderr, exit status 2) and fails a test; a panic propagates.
+//!
+//! ```
+//! #[gort::main(procs = 2)]
+//! fn main() -> Result<(), std::num::ParseIntError> {
+//!     let h = gort::go(|| "42".parse::<u32>());
+//!     assert_eq!(h.join().unwrap()?, 42);
+//!     assert_eq!(gort::procs(), 2);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[gort::main(procs = 0)] // error: procs must be at least 1
+//! fn main() {}
+//! ```
 //!
 //! # Threads, thread-locals and goroutines
 //!
@@ -75,7 +101,8 @@
 //! # Crates beneath
 //!
 //! gort re-exports gort-sched (scheduler), gort-sync (channels, select,
-//! Mutex, WaitGroup), gort-unwind (defer, recover, Panic) and gort-cgo
+//! the sync locks, time, context), gort-macros (`#[gort::main]`,
+//! `#[gort::test]`), gort-unwind (defer, recover, Panic) and gort-cgo
 //! (`cgo::call`, `cgo::callback`); gort-arch
 //! (stack switching) and gort-stack (goroutine stacks and OS stack bounds)
 //! are usable on their own. See the repository's docs/ for each crate's
@@ -84,10 +111,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub use gort_macros::{main, test};
 pub use gort_sched::{
     dump, dump_string, go, id, local, lock_os_thread, num_goroutines, procs, run, set_procs, sleep,
-    stats, syscall, unlock_os_thread, yield_now, Error, JoinHandle, LocalKey, Runtime, Stats,
-    MAX_PROCS, MIN_STACK_SIZE,
+    stats, syscall, unlock_os_thread, yield_now, ConfigError, Error, JoinHandle, LocalKey, Runtime,
+    Stats, MAX_PROCS, MIN_STACK_SIZE,
 };
 pub use gort_sync::{select, select_biased};
 pub use gort_unwind::{defer, recover, Panic};
@@ -148,11 +176,62 @@ pub mod chan {
     pub use gort_sync::chan::*;
 }
 
+pub mod time {
+    //! Go's `time` channels on the scheduler's per-P timers: [`after`],
+    //! [`tick`], [`Timer`], [`Ticker`], [`after_func`]. Go 1.23's rules:
+    //! after `stop` or `reset` returns no value from before is received; a
+    //! slow receiver misses ticks; a dropped timer is stopped and freed.
+    //! `Duration::MAX` means for ever (here and in `sleep` and timeouts).
+    //! Usable in [`select!`](crate::select) and from plain threads.
+    //!
+    //! ```
+    //! use std::time::Duration;
+    //! use gort::time::Timer;
+    //!
+    //! gort::run(|| {
+    //!     let t = Timer::new(Duration::from_millis(1));
+    //!     gort::sleep(Duration::from_millis(10)); // expired, value unread
+    //!     assert!(t.stop(), "the unread value counts as pending (Go 1.23)");
+    //!     assert!(t.receiver().try_recv().is_err(), "and is gone");
+    //! })
+    //! .unwrap();
+    //! ```
+
+    pub use gort_sync::time::*;
+}
+
+pub mod context {
+    //! Go's `context` for cancellation: [`background`], [`with_cancel`],
+    //! [`with_timeout`], [`with_deadline`]; [`Context::done`] is a receiver
+    //! that disconnects when the context is cancelled, for `select!`.
+    //! Cancellation flows down the tree, never up.
+    //!
+    //! ```
+    //! use std::time::Duration;
+    //! use gort::context;
+    //!
+    //! gort::run(|| {
+    //!     let (ctx, _cancel) = context::with_timeout(&context::background(), Duration::from_millis(5));
+    //!     assert!(ctx.done().recv().is_err(), "disconnected at the deadline");
+    //!     assert_eq!(ctx.err(), Some(context::ContextError::DeadlineExceeded));
+    //! })
+    //! .unwrap();
+    //! ```
+
+    pub use gort_sync::context::*;
+}
+
 pub mod sync {
     //! Goroutine-aware locks: they park the goroutine, not the thread.
     //!
     //! - [`Mutex`]: Go's `sync.Mutex` (with its starvation mode), holding its
     //!   data as `std::sync::Mutex` does; no poisoning.
+    //! - [`RwLock`]: Go's `sync.RWMutex` with read and write guards; a
+    //!   waiting writer keeps new readers out, so writers do not starve.
+    //! - [`Condvar`]: Go's `sync.Cond` in std's shape (`wait`, `wait_while`,
+    //!   `wait_timeout`, `notify_one`, `notify_all`) over [`MutexGuard`].
+    //! - [`Once`]: Go's `sync.Once` (`call_once`); the other callers park
+    //!   until it is done; a panicking function counts as done, as in Go.
     //! - [`WaitGroup`]: as crossbeam's: each clone adds one, dropping a clone
     //!   is `Done`, `wait(self)` waits for all the others.
     //!
@@ -178,7 +257,10 @@ pub mod sync {
     //! assert_eq!(n, 100);
     //! ```
 
-    pub use gort_sync::sync::{Mutex, MutexGuard, WaitGroup};
+    pub use gort_sync::sync::{
+        Condvar, Mutex, MutexGuard, Once, RwLock, RwLockReadGuard, RwLockWriteGuard, WaitGroup,
+        WaitTimeoutResult,
+    };
 }
 
 // The README's example is compiled and run as a doctest, so it cannot rot

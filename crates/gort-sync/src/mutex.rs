@@ -1,105 +1,15 @@
-//! Go's `sync.Mutex` (as a `Mutex<T>` with a guard) and a `WaitGroup` in
-//! crossbeam's shape.
+//! Go's `sync.Mutex`, as a `Mutex<T>` with a guard. The design (normal and
+//! starvation modes, step for step after Go's lockSlow/unlockSlow) is on
+//! the type and in docs/sync.md.
 
-use crate::park::wait;
-use crate::waitlist::WaitList;
+use crate::sema::{Sema, Unwound};
 use gort_sched::park::{current, WaitReason};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-
-// ---- the semaphore a Mutex parks on (Go's runtime_SemacquireMutex) ---------------
-
-/// Must hold, under `inner`'s lock: `count > 0` only while `waiters` is
-/// empty; a token goes either to `count` or, directly, to the popped
-/// waiter, which then owns it.
-struct Sema {
-    inner: std::sync::Mutex<SemaInner>,
-}
-
-struct SemaInner {
-    count: u32,
-    waiters: WaitList,
-}
-
-/// A queued acquire; dropped while armed (unwinding at shutdown) it leaves
-/// the queue, or passes on the token it was given, and runs `cancel`.
-struct SemaWait<'a, F: FnMut()> {
-    sema: &'a Sema,
-    ticket: Option<u64>,
-    cancel: F,
-}
-
-impl<F: FnMut()> Drop for SemaWait<'_, F> {
-    fn drop(&mut self) {
-        let Some(t) = self.ticket else { return };
-        let mut g = self.sema.lock();
-        if g.waiters.remove(t) {
-            drop(g);
-            (self.cancel)();
-        } else {
-            // A release handed us the token as we were being unwound.
-            drop(g);
-            self.sema.release(false);
-        }
-    }
-}
-
-impl Sema {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SemaInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes a token, parking until one is handed over. `lifo`: queue at
-    /// the head (a waiter that already waited, Go's queueLifo). `cancel`
-    /// runs if the wait is unwound (shutdown) before a token arrived.
-    fn acquire(&self, lifo: bool, cancel: impl FnMut()) {
-        let mut g = self.lock();
-        if g.count > 0 {
-            g.count -= 1;
-            return;
-        }
-        let mut queued = SemaWait {
-            sema: self,
-            ticket: None,
-            cancel,
-        };
-        wait(WaitReason::Mutex, None, |w| {
-            queued.ticket = Some(g.waiters.push(w, lifo));
-            drop(g);
-            true
-        });
-        // Woken: the releaser popped us and the token is ours.
-        queued.ticket = None;
-    }
-
-    /// Gives a token to the first waiter, or to `count`. `handoff`: yield
-    /// so that the waiter runs now (Go's semrelease handoff in starvation
-    /// mode).
-    fn release(&self, handoff: bool) {
-        let mut g = self.lock();
-        loop {
-            let Some(w) = g.waiters.pop() else {
-                g.count += 1;
-                return;
-            };
-            drop(g);
-            // No deadline races these waits: the wake wins, unless the
-            // waiter is being unwound, and its guard then passes the token on.
-            if w.wake() {
-                if handoff && current().is_some() {
-                    gort_sched::yield_now();
-                }
-                return;
-            }
-            g = self.lock();
-        }
-    }
-}
 
 // ---- Mutex ---------------------------------------------------------------------------
 
@@ -145,7 +55,8 @@ unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 /// Holds a [`Mutex`] locked; unlocks on drop. Dereferences to the data.
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
-    mutex: &'a Mutex<T>,
+    /// Read by `Condvar`, which unlocks and relocks it around a wait.
+    pub(crate) mutex: &'a Mutex<T>,
     // Send iff T: Send, Sync iff T: Sync (the guard hands out &T and &mut T).
     _marker: PhantomData<&'a mut T>,
 }
@@ -155,12 +66,7 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Self {
         Mutex {
             state: AtomicU32::new(0),
-            sema: Sema {
-                inner: std::sync::Mutex::new(SemaInner {
-                    count: 0,
-                    waiters: WaitList::new(),
-                }),
-            },
+            sema: Sema::new(),
             starvations: AtomicUsize::new(0),
             data: UnsafeCell::new(value),
         }
@@ -282,10 +188,15 @@ impl<T: ?Sized> Mutex<T> {
                     // A waiter that waited before goes to the head.
                     let lifo = wait_start.is_some();
                     let start = *wait_start.get_or_insert_with(Instant::now);
-                    self.sema.acquire(lifo, || {
-                        // Unwound while queued (shutdown): stop counting us.
-                        self.state.fetch_sub(WAITER, Ordering::Relaxed);
-                    });
+                    self.sema
+                        .acquire(WaitReason::Mutex, lifo, |left| match left {
+                            // Unwound while queued (shutdown): stop counting us.
+                            Unwound::Queued => {
+                                self.state.fetch_sub(WAITER, Ordering::Relaxed);
+                            }
+                            // Handed the token as we were unwound: pass it on.
+                            Unwound::Handed => self.sema.release(false),
+                        });
                     starving = starving || start.elapsed() > STARVATION_THRESHOLD;
                     old = self.state.load(Ordering::Relaxed);
                     if old & STARVING != 0 {
@@ -420,123 +331,6 @@ impl<T: Default> Default for Mutex<T> {
 impl<T> From<T> for Mutex<T> {
     fn from(v: T) -> Self {
         Mutex::new(v)
-    }
-}
-
-// ---- WaitGroup -------------------------------------------------------------------------
-
-/// Waits for a group of goroutines (or threads) to finish, in crossbeam's
-/// shape: every clone is one member; dropping a clone marks it done;
-/// [`wait`](WaitGroup::wait) consumes one clone and blocks until all the
-/// others are dropped. (Go's `Add`/`Done` become `clone`/`drop`.)
-pub struct WaitGroup {
-    inner: Arc<WgInner>,
-}
-
-/// Must hold: `count` is the number of live `WaitGroup`s (plus waiters
-/// between their drop and their wake-up check: none, since `wait` drops
-/// its own first); when it reaches 0 every queued waiter is woken.
-struct WgInner {
-    state: std::sync::Mutex<WgState>,
-}
-
-struct WgState {
-    count: usize,
-    waiters: WaitList,
-}
-
-impl WgInner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WgState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A queued `wait`, removed from the list if unwound.
-struct WgWait<'a> {
-    inner: &'a WgInner,
-    ticket: Option<u64>,
-}
-
-impl Drop for WgWait<'_> {
-    fn drop(&mut self) {
-        if let Some(t) = self.ticket {
-            self.inner.lock().waiters.remove(t);
-        }
-    }
-}
-
-impl WaitGroup {
-    /// A group with one member (this handle).
-    pub fn new() -> Self {
-        WaitGroup {
-            inner: Arc::new(WgInner {
-                state: std::sync::Mutex::new(WgState {
-                    count: 1,
-                    waiters: WaitList::new(),
-                }),
-            }),
-        }
-    }
-
-    /// Drops this member and blocks (parks the goroutine) until every other
-    /// member is dropped.
-    pub fn wait(self) {
-        let inner = self.inner.clone();
-        drop(self);
-        loop {
-            let mut g = inner.lock();
-            if g.count == 0 {
-                return;
-            }
-            let mut queued = WgWait {
-                inner: &inner,
-                ticket: None,
-            };
-            wait(WaitReason::WaitGroup, None, |w| {
-                queued.ticket = Some(g.waiters.push(w, false));
-                drop(g);
-                true
-            });
-            // Woken: the last drop popped us.
-            queued.ticket = None;
-        }
-    }
-}
-
-impl Default for WaitGroup {
-    fn default() -> Self {
-        WaitGroup::new()
-    }
-}
-
-impl Clone for WaitGroup {
-    fn clone(&self) -> Self {
-        self.inner.lock().count += 1;
-        WaitGroup {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl Drop for WaitGroup {
-    fn drop(&mut self) {
-        let mut g = self.inner.lock();
-        g.count -= 1;
-        if g.count == 0 && !g.waiters.is_empty() {
-            let waiters = g.waiters.take_all();
-            drop(g);
-            for (_, w) in waiters {
-                w.wake();
-            }
-        }
-    }
-}
-
-impl fmt::Debug for WaitGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitGroup")
-            .field("count", &self.inner.lock().count)
-            .finish()
     }
 }
 

@@ -1,0 +1,3 @@
+module gort/benches/time
+
+go 1.23

@@ -1,0 +1,266 @@
+//! Go's `time` package for goroutines: [`after`], [`tick`], [`Timer`],
+//! [`Ticker`], [`after_func`], on the scheduler's timers
+//! (`gort_sched::park::Timer`, see gort-sched's timer room).
+//!
+//! # Go 1.23's rules, and how they hold here
+//!
+//! - Timer channels hold at most one value and a slow receiver misses
+//!   ticks (Go's sendTime is a non-blocking send): each firing is a
+//!   `try_send` on a channel of capacity 1.
+//! - After `stop` or `reset` returns, no value from before is received
+//!   (golang/go#37196, Go 1.23's synchronous timer channels). The
+//!   scheduler's timer runs its callback under the timer's own lock and
+//!   `stop`/`reset` take that lock, so once they return no firing of an
+//!   earlier arming is running or will run; they then drain the value a
+//!   firing may have left in the channel, still under that lock, so a
+//!   firing of the new arming cannot be drained by mistake (Go does the
+//!   same under its sendLock). `stop`/`reset` return true if
+//!   the timer was pending, or had fired with its value still unread (the
+//!   drain took it): Go 1.23's answer.
+//! - A timer or ticker nobody references is collected: dropping a
+//!   [`Timer`] or [`Ticker`] stops it and frees it at once. [`after`] and
+//!   [`tick`] hand out only the receiver: once it is dropped, the timer
+//!   is freed at its heap's next sweep (heaps sweep when they double, so
+//!   `after` in a `select!` loop keeps at most about twice the live
+//!   timers), or when it fires (its send finds nobody).
+//! - Durations saturate: `Duration::MAX` (or any duration past the
+//!   representable future) means a timer that never fires (it stays
+//!   pending, a century away, as Go's does).
+//!
+//! Rejected: a goroutine per timer sleeping and sending (Go before 1.14:
+//! a goroutine and a stack per timer, and stop cannot take back a value
+//! already sent); a channel of capacity 0 with a blocking send (the
+//! firing thread must never block).
+
+use crate::chan::{self, Receiver, Sender, TrySendError};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When a duration from now ends. A duration past what `Instant` can
+/// hold saturates to a century from now: a timer that never fires, yet is
+/// pending, as Go's timer for its largest duration is.
+fn deadline(d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
+/// Arms `t` for `d` from now (repeating every `period`); a duration that
+/// never ends leaves it stopped. `drain` runs before any firing of the
+/// new arming can. Returns whether it was pending or `drain` took a value.
+fn arm(
+    t: &gort_sched::park::Timer,
+    d: Duration,
+    period: Option<Duration>,
+    drain: impl FnOnce() -> bool,
+) -> bool {
+    t.reset_then(deadline(d), period, drain)
+}
+
+/// Takes a stale value out of a timer's channel.
+fn drain(rx: &Receiver<Instant>) -> impl FnOnce() -> bool + '_ {
+    || rx.try_recv().is_ok()
+}
+
+/// A value on the channel after `d`, once. Go's `time.After`.
+///
+/// ```
+/// use std::time::Duration;
+/// gort_sched::run(|| {
+///     let (_tx, rx) = gort_sync::chan::bounded::<u32>(0);
+///     gort_sync::select! {
+///         recv(rx) -> _ => unreachable!(),
+///         recv(gort_sync::time::after(Duration::from_millis(5))) -> t => assert!(t.is_ok()),
+///     }
+/// })
+/// .unwrap();
+/// ```
+pub fn after(d: Duration) -> Receiver<Instant> {
+    let (tx, rx) = chan::bounded(1);
+    let alive = receivers_live(&tx);
+    let t = gort_sched::park::Timer::new(move |_| {
+        let _ = tx.try_send(Instant::now());
+        false
+    });
+    t.reset(deadline(d), None);
+    t.detach_while(alive);
+    rx
+}
+
+/// A value on the channel every `d`, for as long as the receiver lives; a
+/// slow receiver misses ticks. Go's `time.Tick`.
+///
+/// # Panics
+/// If `d` is zero (Go's `Tick` returns a nil channel then; a channel that
+/// never receives is more likely a bug here).
+pub fn tick(d: Duration) -> Receiver<Instant> {
+    assert!(!d.is_zero(), "gort::time::tick: zero interval");
+    let (tx, rx) = chan::bounded(1);
+    let alive = receivers_live(&tx);
+    let t = gort_sched::park::Timer::new(move |_| ticker_send(&tx));
+    t.reset(deadline(d), Some(d));
+    t.detach_while(alive);
+    rx
+}
+
+/// Whether a receiver of `tx`'s channel may still live, asked by a heap
+/// sweep without locks: the channel's ends each hold a count of it, and
+/// the timer's closure holds the only sender, so a count of one means
+/// every receiver is gone (Go 1.23 collects such a timer with the
+/// garbage; here the heap's next sweep drops it).
+fn receivers_live(tx: &Sender<Instant>) -> impl Fn() -> bool + Send + Sync + 'static {
+    let chan = Arc::downgrade(&tx.chan);
+    move || chan.strong_count() > 1
+}
+
+/// A ticker's firing: keeps going while a receiver lives.
+fn ticker_send(tx: &Sender<Instant>) -> bool {
+    !matches!(
+        tx.try_send(Instant::now()),
+        Err(TrySendError::Disconnected(_))
+    )
+}
+
+/// A single event: the receiver gets the time once the timer expires,
+/// unless it is stopped first. Go's `time.Timer` (Go 1.23's semantics).
+/// Dropping it stops it.
+///
+/// ```
+/// use std::time::Duration;
+/// use gort_sync::time::Timer;
+///
+/// gort_sched::run(|| {
+///     let t = Timer::new(Duration::from_secs(3600));
+///     assert!(t.stop(), "it was pending");
+///     assert!(t.receiver().try_recv().is_err());
+///     assert!(!t.reset(Duration::from_millis(1)), "stopped timers are not pending");
+///     t.receiver().recv().unwrap();
+/// })
+/// .unwrap();
+/// ```
+pub struct Timer {
+    raw: gort_sched::park::Timer,
+    rx: Receiver<Instant>,
+}
+
+impl Timer {
+    /// A timer that sends the time on its receiver after `d`.
+    pub fn new(d: Duration) -> Timer {
+        let (tx, rx) = chan::bounded(1);
+        let raw = gort_sched::park::Timer::new(move |_| {
+            let _ = tx.try_send(Instant::now());
+            false
+        });
+        arm(&raw, d, None, || false);
+        Timer { raw, rx }
+    }
+
+    /// The channel the time arrives on.
+    pub fn receiver(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// Rearms the timer to expire `d` from now. Returns true if it was
+    /// pending, or had expired with the value unread (which is discarded):
+    /// after `reset` returns, no value from before is received.
+    pub fn reset(&self, d: Duration) -> bool {
+        arm(&self.raw, d, None, drain(&self.rx))
+    }
+
+    /// Stops the timer. Returns true if it was pending, or had expired
+    /// with the value unread (which is discarded): after `stop` returns,
+    /// no value is received until a `reset`.
+    pub fn stop(&self) -> bool {
+        self.raw.stop_then(drain(&self.rx))
+    }
+}
+
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer").finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` in its own goroutine after `d` (on a new thread if called
+/// outside a runtime). The returned timer's `stop` before then prevents
+/// it; `reset` schedules it again. Its receiver never receives. Go's
+/// `time.AfterFunc`.
+pub fn after_func(d: Duration, f: impl Fn() + Send + Sync + 'static) -> Timer {
+    let f = Arc::new(f);
+    let (_tx, rx) = chan::bounded(1);
+    let raw = gort_sched::park::Timer::new(move |fire| {
+        let f = f.clone();
+        fire.go(move || f());
+        false
+    });
+    arm(&raw, d, None, || false);
+    Timer { raw, rx }
+}
+
+/// Ticks at intervals: the receiver gets the time every period; a slow
+/// receiver misses ticks. Go's `time.Ticker` (Go 1.23's semantics).
+/// Dropping it stops it.
+///
+/// ```
+/// use std::time::Duration;
+/// use gort_sync::time::Ticker;
+///
+/// gort_sched::run(|| {
+///     let t = Ticker::new(Duration::from_millis(1));
+///     for _ in 0..3 {
+///         t.receiver().recv().unwrap();
+///     }
+///     t.stop();
+///     assert!(t.receiver().try_recv().is_err(), "no tick after stop");
+/// })
+/// .unwrap();
+/// ```
+pub struct Ticker {
+    raw: gort_sched::park::Timer,
+    rx: Receiver<Instant>,
+}
+
+impl Ticker {
+    /// A ticker with period `d`.
+    ///
+    /// # Panics
+    /// If `d` is zero (Go panics too: "non-positive interval for
+    /// NewTicker").
+    pub fn new(d: Duration) -> Ticker {
+        assert!(!d.is_zero(), "gort::time::Ticker: zero interval");
+        let (tx, rx) = chan::bounded(1);
+        let raw = gort_sched::park::Timer::new(move |_| ticker_send(&tx));
+        arm(&raw, d, Some(d), || false);
+        Ticker { raw, rx }
+    }
+
+    /// The channel the ticks arrive on.
+    pub fn receiver(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// Stops the ticker and restarts it with period `d`, the first tick
+    /// `d` from now; no tick from before is received after it returns.
+    ///
+    /// # Panics
+    /// If `d` is zero.
+    pub fn reset(&self, d: Duration) {
+        assert!(!d.is_zero(), "gort::time::Ticker::reset: zero interval");
+        arm(&self.raw, d, Some(d), drain(&self.rx));
+    }
+
+    /// Stops the ticker: no tick is received after it returns (until a
+    /// `reset`).
+    pub fn stop(&self) {
+        self.raw.stop_then(drain(&self.rx));
+    }
+}
+
+impl fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticker").finish_non_exhaustive()
+    }
+}
