@@ -107,6 +107,7 @@ pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
 /// As `call`.
 #[inline]
 pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
+    crate::park::preempt_point();
     let g = current_g();
     if g.is_null() {
         // SAFETY: forwarded from this function's contract.

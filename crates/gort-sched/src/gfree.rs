@@ -88,8 +88,7 @@ impl Sched {
         if m.is_null() {
             return None;
         }
-        // SAFETY: m is this thread's M.
-        let p = unsafe { (*m).p() };
+        let p = self.held_p(m);
         if p.is_null() {
             return None;
         }

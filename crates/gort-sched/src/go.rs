@@ -468,6 +468,7 @@ impl GoBuilder {
         self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<JoinHandle<T>, Error> {
+        crate::park::preempt_point();
         let g = running_g("go");
         let sched = sched_of(g);
         if let Some(size) = self.stack_size {

@@ -121,7 +121,8 @@ impl Sched {
             .name(format!("gort-m{}", mr.id))
             .spawn(move || {
                 let _own = OwnThread::enter(outside);
-                // SAFETY: the Sched outlives all its Ms (run joins them).
+                // SAFETY: the Sched outlives all its Ms: run joins them, or
+                // after a detach leaks it (shutdown.rs).
                 let sched = unsafe { &*(sched_addr as *const Sched) };
                 sched.mstart(m_addr as *mut M);
             });
@@ -151,9 +152,12 @@ impl Sched {
                 mr.id
             ));
         }
-        match mr.take_nextp() {
-            Some(p) => mr.acquirep(p),
-            None => fatal(&format!("M{}: started without a P", mr.id)),
+        // M0 holds its P from `start`; every other M takes it from nextp.
+        if mr.p().is_null() {
+            match mr.take_nextp() {
+                Some(p) => mr.acquirep(p),
+                None => fatal(&format!("M{}: started without a P", mr.id)),
+            }
         }
         self.schedule(m);
     }
@@ -191,7 +195,13 @@ impl Sched {
         // SAFETY: m is the M of this thread.
         let mr = unsafe { &*m };
         let mut l = self.lock();
-        if self.shutdown.load(Ordering::Acquire) && self.ngoroutines.load(Ordering::Acquire) == 0 {
+        // `finished` is set under this lock (`finish`): an M that comes
+        // here after the end exits (a detached goroutine's M, shutdown.rs);
+        // one that came before is woken by `finish`.
+        if self.finished.load(Ordering::Acquire)
+            || (self.shutdown.load(Ordering::Acquire)
+                && self.ngoroutines.load(Ordering::Acquire) == 0)
+        {
             return false;
         }
         l.midle.push(m);

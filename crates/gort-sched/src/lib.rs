@@ -4,8 +4,9 @@
 //!   (gort-arch). [`go`] makes one; [`JoinHandle::join`] waits for it.
 //! - P: the right to run goroutines, with a local run queue of 256 slots
 //!   plus `runnext`; the number of Ps is [`procs`] (GOMAXPROCS).
-//! - M: an OS thread. The thread that calls [`Runtime::run`] is M0; others
-//!   are started on demand when there is work and an idle P (`wakep`,
+//! - M: an OS thread. [`Runtime::run`] starts M0 on a thread of its own
+//!   and waits for the run on the calling thread; other Ms are started on
+//!   demand when there is work and an idle P (`wakep`,
 //!   `startm`), and park on a futex when there is none (`stopm`).
 //!
 //! # Layers
@@ -16,7 +17,8 @@
 //! 1. Leaves: `fatal` (the one fatal path), `sync` (std or loom atomics),
 //!    the state words `gstate` and `pstatus` with `membarrier`, `note`
 //!    (futex sleep), `runq` (the local run queue), `retake` (sysmon's
-//!    record), `status`, `entry`, `error`.
+//!    record), `handshake` (the retake handshake's words), `status`,
+//!    `entry`, `error`.
 //! 2. The data, each naming only those before it: `g` (the G, which names
 //!    its M and runtime untyped), `waker`, `timer` (a P's timer heap and
 //!    the runtime timers under `gort::time`), `p` (which owns a heap), `m`,
@@ -25,7 +27,7 @@
 //!    goroutine and g0).
 //! 4. The mechanisms, each an `impl Sched` block: `spawn`, `gfree`,
 //!    `schedule`, `idle`, `proc`, `lockosthread`, `stw`, `syscall`,
-//!    `sysmon`, `checkdead`, `checktimers` (the heaps meet the scheduler:
+//!    `sysmon`, `preempt`, `checkdead`, `checktimers` (the heaps meet the scheduler:
 //!    Go's checkTimers, sysmon's fallback pass), `shutdown`,
 //!    `cgocallback`, `observe`. They
 //!    call each other's methods through `Sched` and import only layers
@@ -51,6 +53,10 @@ mod fork;
 pub mod gstate;
 #[cfg(not(loom))]
 mod gstate;
+#[cfg(loom)]
+pub mod handshake;
+#[cfg(not(loom))]
+mod handshake;
 mod membarrier;
 mod note;
 mod outside;
@@ -88,6 +94,7 @@ mod gfree;
 mod idle;
 mod lockosthread;
 mod observe;
+mod preempt;
 mod proc;
 mod schedule;
 mod shutdown;
@@ -107,6 +114,7 @@ mod runtime;
 pub use current::id;
 pub use error::{ConfigError, Error};
 pub use go::{go, GoBuilder, JoinHandle};
+pub use handshake::DEFAULT_MAX_RETAKEN;
 pub use local::LocalKey;
 pub use lockosthread::{lock_os_thread, unlock_os_thread};
 pub use observe::{dump, dump_string, stats, Stats};

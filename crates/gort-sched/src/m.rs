@@ -3,7 +3,7 @@
 //!
 //! | state | entered by | left by |
 //! |---|---|---|
-//! | running with a P | `mstart` (a new M takes `nextp`), `stopm` returning | `find_runnable` giving the P back |
+//! | running with a P | `mstart` (a new M takes `nextp`), `stopm` returning | `find_runnable` giving the P back; sysmon's retake while its goroutine runs user code (preempt.rs: the goroutine runs on without a P) |
 //! | spinning (has a P, looking for work) | `find_runnable` (if fewer than half the busy Ps have a spinner), `wakep` → `startm(spinning)` | `reset_spinning` (found work), or dropping the P |
 //! | idle (no P, parked on its note) | `stopm` | `startm` (hands a P via `nextp`, wakes the note), or shutdown |
 //! | in a syscall or C (holds no P; `oldp` remembers one) | `enter_syscall` | `exit_syscall` |
@@ -34,7 +34,12 @@ pub(crate) struct M {
     /// g0's suspended context while a goroutine runs on this M.
     pub(crate) g0: Cell<Context>,
     /// Changed only through `acquirep`/`releasep` (the P is moved in and
-    /// out as a `HeldP`); read with `M::p`.
+    /// out as a `HeldP`), and by `forget_retaken_p` after sysmon took the
+    /// P from a goroutine in user code (preempt.rs): from that take until
+    /// the M's next runtime entry, the field names a P this M no longer
+    /// owns, and nothing reads through it (every read from a goroutine's
+    /// code goes through `Sched::held_p`, which does that entry first).
+    /// Read with `M::p`.
     p: Cell<*mut P>,
     pub(crate) nextp: AtomicPtr<P>,
     pub(crate) spinning: Cell<bool>,
@@ -73,6 +78,8 @@ pub(crate) struct M {
     pub(crate) extra_g: *mut G,
     /// Switches and steals of this M, for `stats()`.
     pub(crate) counters: MCounters,
+    /// This M's half of the retake handshake (see `preempt`).
+    pub(crate) lv: crate::handshake::MLive,
 }
 
 // SAFETY: see M's invariants; cross-thread fields are atomics or the note.
@@ -106,6 +113,7 @@ impl M {
             extra: false,
             extra_g: ptr::null_mut(),
             counters: MCounters::default(),
+            lv: crate::handshake::MLive::default(),
         }
     }
 
@@ -130,6 +138,16 @@ impl M {
         let p = self.p.replace(ptr::null_mut());
         // SAFETY: the M held p; clearing `self.p` gave that up to us.
         (!p.is_null()).then(|| unsafe { HeldP::claim(p) })
+    }
+
+    /// sysmon took this M's P while its goroutine ran user code, and the
+    /// M just learned it at its entry (`MLive::entry` returned true): the
+    /// M forgets the P. Unlike `releasep`, no `HeldP` comes back: sysmon
+    /// claimed the P's ownership when it won the handshake, so this M's
+    /// claim ended then; the field was only a stale name.
+    #[inline]
+    pub(crate) fn forget_retaken_p(&self) {
+        self.p.set(ptr::null_mut());
     }
 
     /// Hands `p` to this (parked or not yet started) M through `nextp`;

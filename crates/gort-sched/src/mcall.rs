@@ -38,6 +38,9 @@ use std::sync::atomic::Ordering;
 pub(crate) enum Request<'a> {
     /// Put me back on a run queue and run something else.
     Yield,
+    /// My slice ran out (or my M lost its P): queue me on the global
+    /// queue and run something else (Go's `gopreempt_m`; see `preempt`).
+    Preempt,
     /// I am parked: run `unlock(me)` off my stack; if it returns false, the
     /// park is aborted and I run again at once.
     Park(&'a mut dyn FnMut(GRef) -> bool),
@@ -102,6 +105,9 @@ pub(crate) fn switch_to_g0(g: *mut G, req: &mut Request<'_>) {
     // it last (execute sets g.m before every switch).
     unsafe {
         let m = (*g).m();
+        // g0 touches the P: the goroutine's M must still hold it (see
+        // `preempt`).
+        (*m).enter_for_switch();
         if (*m).locks.get() != 0 {
             fatal("goroutine switch while holding an M lock (acquirem)");
         }
@@ -116,6 +122,7 @@ pub(crate) fn switch_to_g0(g: *mut G, req: &mut Request<'_>) {
         // Resumed, possibly on another M: the value is that M.
         let new_m = new_m as *mut M;
         (*new_m).g0.set(g0_back);
+        (*new_m).leave_for_user();
     }
 }
 
@@ -142,6 +149,8 @@ pub(crate) unsafe extern "C" fn goroutine_entry(arg: usize, g0: Context, m: usiz
     unsafe {
         (*(m as *mut M)).g0.set(g0);
         let f = (*(*g).entry.get()).take().expect("goroutine without entry");
+        // User code from here: the P becomes retakeable (see `preempt`).
+        (*(m as *mut M)).leave_for_user();
         // The closure catches its own panics (see Runtime::run and
         // GoBuilder::spawn); anything escaping here would abort, being an
         // extern "C" frame.

@@ -62,6 +62,19 @@ pub struct Stats {
     pub syscall_handoffs: u64,
     /// Goroutines on the global run queue.
     pub global_runqueue: usize,
+    /// Threads running a goroutine without a P now, after sysmon took
+    /// their P (a goroutine that held it for a slice without entering the
+    /// runtime while other work waited; docs/sched.md, "Liveness").
+    pub retaken: usize,
+    /// The cap on `retaken` (`Builder::max_retaken`); at the cap such a
+    /// goroutine keeps its P.
+    pub retaken_cap: usize,
+    /// Ps taken from running goroutines since the start.
+    pub preempt_retakes: u64,
+    /// Retakes not made because `retaken` was at its cap.
+    pub retakes_capped: u64,
+    /// Marks sysmon set asking a goroutine to yield (its slice ran out).
+    pub preempt_marks: u64,
     /// Goroutines on each P's local run queue, by P.
     pub local_runqueues: Vec<usize>,
     /// Timers on the Ps' heaps: armed user timers (`gort::time`) and
@@ -78,7 +91,7 @@ impl fmt::Display for Stats {
             f,
             "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
              runqueue={} {:?} goroutines={} switches={} steals={} handoffs={} \
-             cgocalls={} callbacks={}",
+             cgocalls={} callbacks={} retaken={}/{} retakes={} capped={} preempts={}",
             self.procs,
             self.idle_procs,
             self.threads,
@@ -92,6 +105,11 @@ impl fmt::Display for Stats {
             self.syscall_handoffs,
             self.cgo_calls,
             self.cgo_callbacks,
+            self.retaken,
+            self.retaken_cap,
+            self.preempt_retakes,
+            self.retakes_capped,
+            self.preempt_marks,
         )
     }
 }
@@ -126,6 +144,11 @@ impl Sched {
             steals,
             syscall_handoffs: self.handoffs.load(Ordering::Relaxed),
             global_runqueue,
+            retaken: self.live.retaken.load(Ordering::Relaxed),
+            retaken_cap: self.live.max_retaken,
+            preempt_retakes: self.live.retakes.load(Ordering::Relaxed),
+            retakes_capped: self.live.capped.load(Ordering::Relaxed),
+            preempt_marks: self.live.preempts.load(Ordering::Relaxed),
             local_runqueues: self.allp().map(|p| p.runq.len()).collect(),
             timers: self.timer_slots(),
         }
@@ -137,7 +160,7 @@ impl Sched {
         let queues: Vec<String> = s.local_runqueues.iter().map(|n| n.to_string()).collect();
         format!(
             "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={} \
-             idlethreads={} runqueue={} [{}] goroutines={}\n",
+             idlethreads={} runqueue={} [{}] goroutines={} retaken={}/{}\n",
             self.base.elapsed().as_millis(),
             s.procs,
             s.idle_procs,
@@ -147,6 +170,8 @@ impl Sched {
             s.global_runqueue,
             queues.join(" "),
             s.goroutines,
+            s.retaken,
+            s.retaken_cap,
         )
     }
 }

@@ -11,6 +11,13 @@
 //! - a syscall (status SYSCALL in `status`, pstatus.rs): then the M that
 //!   left it, sysmon and a stop-the-world race for it with one CAS each.
 //!
+//! One more way a P leaves an M: sysmon retakes it from a goroutine that
+//! has run user code past its slice (preempt.rs). While the goroutine runs
+//! user code (from `MLive::leave` to the next `MLive::entry`), its M's
+//! claim is revocable: if sysmon wins the handshake in between, sysmon
+//! owns the P (`HeldP::claim`) and hands it off, and the M's `p` field is
+//! a stale name until that entry clears it (`M::forget_retaken_p`).
+//!
 //! The lifecycle (take from and put on the idle list, hand off) is in
 //! proc.rs; the resize in stw.rs.
 
@@ -51,11 +58,12 @@ pub(crate) struct P {
     /// sysmon when overdue (timer.rs, checktimers.rs). Any thread may lock
     /// the heap.
     pub(crate) timers: Arc<Timers>,
+    /// Slices and their preemption (see `preempt`).
+    pub(crate) lv: crate::handshake::PLive,
     pub(crate) owned: UnsafeCell<POwned>,
 }
 
 pub(crate) struct POwned {
-    pub(crate) schedtick: u32,
     pub(crate) gfree: Vec<*mut G>,
     pub(crate) stacks: StackCache,
     /// Goroutine ids this P may hand out: `goid_next..goid_end` (Go's
@@ -83,8 +91,8 @@ impl P {
             status: crate::pstatus::PStatus::new(),
             syscalltick: AtomicU32::new(0),
             credit: AtomicUsize::new(0),
+            lv: crate::handshake::PLive::default(),
             owned: UnsafeCell::new(POwned {
-                schedtick: 0,
                 gfree: Vec::new(),
                 stacks: StackCache::new(),
                 goid_next: 0,
@@ -124,7 +132,8 @@ impl P {
 /// compiler checks. Made only where ownership is won: off the idle list
 /// under the lock (`pidle_get`), from an M (`M::releasep`,
 /// `M::take_nextp`), by winning the P's status word (a syscall's P:
-/// `HeldP::claim`). Consumed where ownership goes: to an M
+/// `HeldP::claim`) or sysmon's retake handshake (preempt.rs). Consumed
+/// where ownership goes: to an M
 /// (`M::acquirep`, `M::give_nextp`), the idle list (`pidle_put`), a stop
 /// (`stw_stop_p`), another M (`handoffp`, `startm`).
 ///

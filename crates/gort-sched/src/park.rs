@@ -26,12 +26,17 @@
 //! - a park may return spuriously (a stale waker from before a shutdown
 //!   readies a reused goroutine): callers re-check their condition.
 //!
+//! [`preempt_point`] is the cooperative half of preemption (preempt.rs):
+//! the layers above call it at their operations (a channel operation,
+//! `select`, `Mutex::lock`), and a goroutine whose slice ran out, or whose
+//! M lost its P to sysmon, yields there.
+//!
 //! A goroutine that parks or yields while unwinding is pinned to its
 //! thread for the park (std's panic count is per thread). [`yield_now`]
 //! and [`sleep`] are user API too, re-exported at the crate root.
 
 pub use crate::current::current;
-use crate::current::{running_g, sched_of};
+use crate::current::{current_g, running_g, sched_of};
 pub use crate::g::GRef;
 use crate::g::G;
 use crate::lockosthread::{lock_internal, unlock_internal};
@@ -125,6 +130,7 @@ pub fn ready(g: GRef) {
 /// # Panics
 /// Outside a goroutine.
 pub fn yield_now() {
+    preempt_point();
     let g = running_g("yield_now");
     check_not_in_syscall(g);
     let pinned = pin_if_unwinding(g);
@@ -331,6 +337,7 @@ pub(crate) fn park_thread(
 /// (`Duration::MAX`) sleeps for ever (a timer that never comes due, as
 /// Go's, so it is not a deadlock).
 pub fn sleep(d: std::time::Duration) {
+    preempt_point();
     let deadline = saturating_deadline(d);
     while park_with(WaitReason::Sleep, Some(deadline), |_| true) != Woke::TimedOut {}
 }
@@ -371,4 +378,55 @@ impl Timer {
     pub fn new(f: impl Fn(&Fire<'_>) -> bool + Send + Sync + 'static) -> Timer {
         Timer::on(crate::checktimers::timers_for_new(), f)
     }
+}
+
+/// A preemption point: if sysmon asked the running goroutine to yield
+/// (its slice ran out while other work waits), or its M lost its P, it
+/// goes to the back of the global queue and runs again when an M with a
+/// P picks it up. One relaxed load when neither. Outside a goroutine, or
+/// in a goroutine locked to its thread, nothing. During shutdown a
+/// goroutine other than main unwinds here, as at a park: callers place it
+/// where a park could happen.
+///
+/// Must not be called while holding a lock other goroutines spin on (the
+/// goroutine may not run again for a slice).
+#[inline]
+pub fn preempt_point() {
+    let g = current_g();
+    if g.is_null() {
+        return;
+    }
+    // SAFETY: a running goroutine's M is this thread's M.
+    let mr = unsafe { &*(*g).m() };
+    if mr.lv.signal.load(Ordering::Relaxed) == 0 && !mr.p().is_null() {
+        return;
+    }
+    preempt_slow(g);
+}
+
+#[cold]
+#[inline(never)]
+fn preempt_slow(g: *mut G) {
+    // SAFETY: as in preempt_point.
+    let (gr, mr) = unsafe { (&*g, &*(*g).m()) };
+    // Not a point to yield at: a locked or C-bound goroutine, or one in
+    // `syscall(f)` (whose misuse the operation itself reports).
+    let busy = mr.locks.get() != 0
+        || mr.incgo.load(Ordering::Relaxed)
+        || gr.status() == crate::status::Status::Syscall
+        || std::thread::panicking();
+    mr.lv.clear_preempt();
+    if busy {
+        return;
+    }
+    // During shutdown every goroutine but main unwinds here, as it would at
+    // a park, locked or not: a loop of non-blocking operations ends too
+    // (shutdown.rs, "Detached goroutines").
+    check_cancel(g);
+    if !mr.lockedg.get().is_null() {
+        return;
+    }
+    let mut req = Request::Preempt;
+    switch_to_g0(g, &mut req);
+    check_cancel(g);
 }

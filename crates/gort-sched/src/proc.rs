@@ -21,8 +21,8 @@ use crate::sched::{Locked, Sched};
 use std::sync::atomic::Ordering;
 
 impl Sched {
-    /// Makes M0 for the calling thread, holding P 0, with every other P
-    /// idle. Returns M0.
+    /// Makes M0, holding P 0, with every other P idle. Returns M0, for
+    /// `run` to start on a thread of its own (`mstart`).
     pub(crate) fn start(&self) -> *mut M {
         let m0 = self.new_m_struct();
         let mut l = self.lock();
@@ -41,7 +41,12 @@ impl Sched {
     /// Go's `pidleget`: a P off the idle list, owned by the caller now.
     pub(crate) fn pidle_get(&self, l: &mut Locked) -> Option<HeldP> {
         let p = l.pidle.pop()?;
-        self.npidle.fetch_sub(1, Ordering::AcqRel);
+        // SeqCst: pairs with sysmon's check before it sleeps past the next
+        // slice's end (`SchedLive::sysmon_busy`).
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        if self.live.sysmon_must_wake() {
+            self.sysmon_note.wake();
+        }
         // SAFETY: the idle list owned p, and we took it off under the lock.
         let p = unsafe { HeldP::claim(p) };
         p.status.set_running();

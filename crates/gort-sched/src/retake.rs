@@ -94,6 +94,65 @@ impl Watch {
     }
 }
 
+/// sysmon's record of one P's slice between passes (Go's `sysmontick`'s
+/// `schedtick` and `schedwhen`): the slice in progress and when sysmon
+/// first saw it. Owned by sysmon alone. A slice first seen at a pass
+/// began after the previous pass, so its age is at most one poll more
+/// than sysmon's count; sysmon polls at least every `SLICE_NS / 4` while
+/// a P runs (see `sysmon`), which bounds that error.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SliceWatch {
+    tick: u32,
+    /// sysmon's clock at the first pass that saw `tick`; 0: none.
+    since: u64,
+}
+
+/// What sysmon makes of a P's slice at a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SliceSeen {
+    /// The slice ran out: mark it (cooperative preemption).
+    pub(crate) mark: bool,
+    /// It ran out `GRACE_NS` ago and was not given up: retake the P.
+    pub(crate) retake: bool,
+    /// When the next of those becomes due (sysmon's clock).
+    pub(crate) due: Option<u64>,
+}
+
+impl SliceWatch {
+    /// The P is in a syscall (the syscall watch has it) or idle.
+    pub(crate) fn clear(&mut self) {
+        self.since = 0;
+    }
+
+    /// The P's `schedtick` is `tick` at this pass, at `now`.
+    pub(crate) fn observe(&mut self, tick: u32, now: u64) -> SliceSeen {
+        use crate::handshake::{GRACE_NS, SLICE_NS};
+        if self.since == 0 || self.tick != tick {
+            self.tick = tick;
+            self.since = now.max(1);
+        }
+        let age = now.saturating_sub(self.since);
+        let mark_at = self.since.saturating_add(SLICE_NS);
+        let retake_at = mark_at.saturating_add(GRACE_NS);
+        SliceSeen {
+            mark: age >= SLICE_NS,
+            retake: age >= SLICE_NS + GRACE_NS,
+            due: if now < mark_at {
+                Some(mark_at)
+            } else if now < retake_at {
+                Some(retake_at)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// sysmon retook the P: its next slice is watched afresh.
+    pub(crate) fn retaken(&mut self) {
+        self.since = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +268,39 @@ mod tests {
         w.clear();
         let s = w.observe(0, 200 * US, 150 * US);
         assert!(s.due <= 200 * US);
+    }
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_slice_is_marked_after_slice_ns_and_retaken_after_the_grace() {
+        let mut w = SliceWatch::default();
+        let s = w.observe(5, 100 * MS);
+        assert_eq!(
+            s,
+            SliceSeen {
+                mark: false,
+                retake: false,
+                due: Some(110 * MS)
+            }
+        );
+        let s = w.observe(5, 110 * MS);
+        assert!(s.mark && !s.retake, "{s:?}");
+        assert_eq!(s.due, Some(111 * MS));
+        let s = w.observe(5, 111 * MS);
+        assert!(s.mark && s.retake, "{s:?}");
+        assert_eq!(s.due, None);
+    }
+
+    #[test]
+    fn a_new_slice_restarts_the_watch() {
+        let mut w = SliceWatch::default();
+        w.observe(5, 100 * MS);
+        let s = w.observe(6, 109 * MS);
+        assert_eq!(s.due, Some(119 * MS));
+        assert!(!w.observe(6, 118 * MS).mark);
+        w.retaken();
+        assert!(!w.observe(6, 125 * MS).mark);
+        w.clear();
+        assert!(!w.observe(6, 130 * MS).mark);
     }
 }

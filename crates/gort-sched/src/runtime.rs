@@ -26,6 +26,7 @@ pub struct Builder {
     procs: Option<usize>,
     stack_size: Option<usize>,
     external_wakers: Option<bool>,
+    max_retaken: Option<usize>,
 }
 
 impl Builder {
@@ -66,6 +67,18 @@ impl Builder {
         self
     }
 
+    /// The most threads that may run goroutines without a P at once after
+    /// sysmon took their P (a goroutine that held it for a slice without
+    /// entering the runtime, while other work waited). Each such retake
+    /// costs a thread; at the cap a goroutine that never enters the
+    /// runtime keeps its P. Default [`crate::DEFAULT_MAX_RETAKEN`]; 0
+    /// turns retakes off (slices are then only cooperative). See
+    /// docs/sched.md, "Liveness".
+    pub fn max_retaken(mut self, n: usize) -> Self {
+        self.max_retaken = Some(n);
+        self
+    }
+
     /// Checks the settings.
     pub fn build(self) -> Result<Runtime, Error> {
         let procs = match self.procs {
@@ -89,6 +102,7 @@ impl Builder {
             procs,
             stack_size,
             external_wakers: self.external_wakers,
+            max_retaken: self.max_retaken.unwrap_or(crate::DEFAULT_MAX_RETAKEN),
         })
     }
 }
@@ -114,6 +128,7 @@ pub struct Runtime {
     procs: usize,
     stack_size: usize,
     external_wakers: Option<bool>,
+    max_retaken: usize,
 }
 
 /// Runs `f` as the main goroutine of a fresh runtime with default settings
@@ -133,11 +148,18 @@ impl Runtime {
         self.procs
     }
 
-    /// Runs `f` as the main goroutine (id 1) on a new scheduler whose first
-    /// M is the calling thread. Returns when the main goroutine returns,
+    /// Runs `f` as the main goroutine (id 1) on a new scheduler, and waits
+    /// on the calling thread. Returns when the main goroutine returns,
     /// after every other goroutine has exited or been unwound (goroutines
     /// still parked then are unwound so their destructors run) and every
     /// thread of the runtime has stopped. A panic in `f` is resumed here.
+    ///
+    /// Goroutines that stay outside the runtime (a CPU loop, a blocking
+    /// call, `syscall()`) are not waited for: about 20 ms after every other
+    /// goroutine is gone, `run` returns without them. Each keeps its thread
+    /// and stack and unwinds at its next entry into the runtime; the
+    /// runtime's memory stays allocated for them (docs/sched.md,
+    /// "Shutdown").
     pub fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -153,13 +175,15 @@ impl Runtime {
                 procs: self.procs,
                 stack_size: self.stack_size,
                 external_wakers: self.external_wakers,
+                max_retaken: self.max_retaken,
             },
             stacks,
         ));
         let result: Arc<Mutex<Option<Result<T, Panic>>>> = Arc::new(Mutex::new(None));
         let slot = result.clone();
-        // M0 (this thread) is the runtime's own until its threads are joined.
-        let m0_own = OwnThread::enter(sched.outside.clone());
+        // This thread waits for the run, so it wakes no goroutine: it
+        // counts as the runtime's own until the run is over.
+        let caller_own = OwnThread::enter(sched.outside.clone());
         let saved = crate::current::save_current();
         let m0 = sched.start();
         let main = move || {
@@ -202,22 +226,43 @@ impl Runtime {
                 None
             }
         };
-        sched.schedule(m0);
+        // M0 runs on a thread of its own, never on this one: a goroutine
+        // that never returns to the runtime may be running on M0 when the
+        // run ends, and this thread must be free to return then
+        // (shutdown.rs, "Detached goroutines"). Without a thread, M0 is
+        // this thread, as before.
+        let m0_thread = {
+            let sched = sched.clone();
+            let m0 = m0 as usize;
+            std::thread::Builder::new()
+                .name("gort-m0".into())
+                .spawn(move || {
+                    let _own = OwnThread::enter(sched.outside.clone());
+                    sched.mstart(m0 as *mut crate::m::M);
+                })
+        };
+        match m0_thread {
+            Ok(t) => sched.lock().threads.push(t),
+            Err(_) => sched.schedule(m0),
+        }
         if crate::fork::forked_since(sched.fork_gen) {
             // The Ms and sysmon to wait for and join do not exist here.
             crate::fork::used_after_fork("its run came to an end");
         }
-        // M0 leaves its loop early only when a goroutine exited while
-        // locked to it; then it waits here for the end of the run.
         sched.wait_done();
         sched.join_threads();
         let _ = sysmon.join();
         sched.clear_timers();
         drop(observer);
-        drop(m0_own);
+        drop(caller_own);
         crate::current::restore_current(saved);
         let ending = sched.take_ending();
-        drop(sched);
+        if sched.detached.load(std::sync::atomic::Ordering::Acquire) {
+            // Goroutines still run on the Ms and stacks this owns.
+            std::mem::forget(sched);
+        } else {
+            drop(sched);
+        }
         if let Some(Ending::Deadlock(goroutines)) = ending {
             return Err(Error::Deadlock { goroutines });
         }

@@ -65,7 +65,8 @@ pub(crate) struct Locked {
     pub(crate) gfree: Vec<*mut G>,
     /// Free task cells beyond the per-P caches.
     pub(crate) cells: Vec<*mut u8>,
-    /// Threads of the Ms this runtime started (not M0), joined at the end.
+    /// Threads of the Ms this runtime started (M0 included), joined at the
+    /// end (not after a detach: shutdown.rs).
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
     /// Ms parked in `stop_locked_m`, waiting for their locked goroutine
     /// (Go's `nmidlelocked`): idle as far as checkdead is concerned. Signed,
@@ -119,8 +120,12 @@ pub(crate) struct Sched {
     /// woken; 0: awake). A timer heap kicks sysmon only for a timer due
     /// before this (checktimers.rs has the protocol).
     pub(crate) sysmon_until: Arc<AtomicU64>,
-    /// The run is over: sysmon exits.
+    /// The run is over: sysmon exits, and an M that goes idle exits.
     pub(crate) finished: AtomicBool,
+    /// The run ended with goroutines still running outside the runtime
+    /// (shutdown.rs, "Detached goroutines"): `run` returned without
+    /// joining their threads and left this `Sched` alive for them.
+    pub(crate) detached: AtomicBool,
     /// Time origin for the nanosecond stamps below.
     pub(crate) base: Instant,
     /// sysmon is polling (short sleeps) rather than sleeping long. Read
@@ -166,6 +171,8 @@ pub(crate) struct Sched {
     pub(crate) dead_suspect: AtomicBool,
     /// The process's fork generation when this runtime was made (fork.rs).
     pub(crate) fork_gen: u64,
+    /// Retakes from running goroutines (see `preempt`).
+    pub(crate) live: crate::handshake::SchedLive,
 }
 
 // SAFETY: raw pointers inside point to boxed Gs/Ms/Ps owned by this Sched;
@@ -179,6 +186,7 @@ pub(crate) struct Config {
     pub(crate) procs: usize,
     pub(crate) stack_size: usize,
     pub(crate) external_wakers: Option<bool>,
+    pub(crate) max_retaken: usize,
 }
 
 impl Sched {
@@ -221,6 +229,7 @@ impl Sched {
             sysmon_note,
             sysmon_until,
             finished: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
             base: Instant::now(),
             sysmon_polling: AtomicBool::new(false),
             extra_ms: Mutex::new(Vec::new()),
@@ -239,6 +248,7 @@ impl Sched {
             outside: std::sync::Arc::new(crate::outside::Outside::new()),
             dead_suspect: AtomicBool::new(false),
             fork_gen: crate::fork::generation(),
+            live: crate::handshake::SchedLive::new(config.max_retaken),
         }
     }
 

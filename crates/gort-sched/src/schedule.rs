@@ -121,16 +121,21 @@ impl Sched {
             // goroutines they wake are found below (checktimers.rs).
             // SAFETY: our M holds p; Ps are never freed.
             self.check_timers(unsafe { &*p });
-            // SAFETY: our M holds p.
-            let owned = unsafe { (*p).owned() };
             if self.shutdown.load(Ordering::Acquire)
                 && self.ngoroutines.load(Ordering::Acquire) == 0
             {
                 self.release_for_exit(mr);
                 return None;
             }
-            // Fairness: every 61st tick, look at the global queue first.
-            if owned.schedtick % 61 == 0 && self.runq_len.load(Ordering::Acquire) > 0 {
+            // SAFETY: our M holds p.
+            let lv = unsafe { &(*p).lv };
+            // Fairness: every 61st slice, and when a slice ran out (see
+            // `preempt`), look at the global queue first; a slice that ran
+            // out is not inherited by `runnext`.
+            let expired = lv.expired();
+            if (expired || lv.schedtick.load(Ordering::Relaxed) % 61 == 0)
+                && self.runq_len.load(Ordering::Acquire) > 0
+            {
                 let mut l = self.lock();
                 if let Some(g) = self.global_get(&mut l, p, 1) {
                     return Some((g, false));
@@ -138,7 +143,7 @@ impl Sched {
             }
             // SAFETY: our M holds p.
             if let Some((g, inherit)) = unsafe { (*p).queue() }.pop() {
-                return Some((GRef(g), inherit));
+                return Some((GRef(g), inherit && !expired));
             }
             if self.runq_len.load(Ordering::Acquire) > 0 {
                 let mut l = self.lock();
@@ -232,8 +237,8 @@ impl Sched {
             let gr = unsafe { &*g.as_ptr() };
             if !inherit {
                 // SAFETY: our M holds its P.
-                let owned = unsafe { (*mr.p()).owned() };
-                owned.schedtick = owned.schedtick.wrapping_add(1);
+                unsafe { (*mr.p()).lv.new_slice() };
+                mr.lv.clear_preempt();
             }
             // Runnable -> Running: the G is ours (off a queue, or handed
             // over); nobody else moves a runnable G.
@@ -282,6 +287,10 @@ impl Sched {
         // SAFETY: m is this thread's M; g is suspended and ours.
         let (mr, gr) = unsafe { (&*m, &*g.as_ptr()) };
         match req {
+            Request::Preempt => {
+                self.preempted(mr, g);
+                None
+            }
             Request::Yield => {
                 gr.owner_set_status(Status::Running, Status::Runnable);
                 // Unlike Go's Gosched (global queue), yield goes to the
@@ -304,6 +313,11 @@ impl Sched {
                     return None;
                 }
                 gr.wait_reason.set(WaitReason::None);
+                if mr.p().is_null() {
+                    // No P to run it with (see `preempt`): queue it.
+                    self.make_runnable(m, g, false);
+                    return None;
+                }
                 Some(g)
             }
             Request::Exit => {
@@ -346,7 +360,12 @@ impl Sched {
             return None;
         }
         let p = mr.p();
+        // No P (sysmon took it: see `preempt`), or the slice ran out.
         // SAFETY: our M holds p (a parking goroutine keeps its M's P).
+        if p.is_null() || unsafe { (*p).lv.expired() } {
+            return None;
+        }
+        // SAFETY: as above.
         let q = unsafe { (*p).queue() };
         let next = if self.procs() == 1 {
             // SAFETY: ours is the only P, so no M can steal, and the count
@@ -372,11 +391,18 @@ impl Sched {
         let p = if cur_m.is_null() {
             ptr::null_mut()
         } else {
-            // SAFETY: cur_m is the M running this code.
-            unsafe { (*cur_m).p() }
+            self.held_p(cur_m)
         };
         if p.is_null() {
-            self.global_put(g);
+            if next {
+                // A wake from outside any P (sysmon's timers, a plain
+                // thread, an M that lost its P): the global queue's head,
+                // as a wake on a P would take its runnext, so that the
+                // next slice to end runs it (see `preempt`).
+                self.global_put_front(g);
+            } else {
+                self.global_put(g);
+            }
         } else {
             // SAFETY: our M holds p.
             let q = unsafe { (*p).queue() };
@@ -405,6 +431,13 @@ impl Sched {
     pub(crate) fn global_put(&self, g: GRef) {
         let mut l = self.lock();
         l.runq.push_back(g);
+        self.runq_len.store(l.runq.len(), Ordering::Release);
+    }
+
+    #[cold]
+    fn global_put_front(&self, g: GRef) {
+        let mut l = self.lock();
+        l.runq.push_front(g);
         self.runq_len.store(l.runq.len(), Ordering::Release);
     }
 
@@ -446,7 +479,9 @@ impl Sched {
             return;
         }
         gr.wait_reason.set(WaitReason::None);
-        self.make_runnable(current_m_of(self), g, true);
+        let m = current_m_of(self);
+        self.make_runnable(m, g, true);
+        self.leave_runtime(m);
     }
 
     /// Queues a G that the caller has just moved from Waiting to Runnable
@@ -455,6 +490,8 @@ impl Sched {
         // SAFETY: Gs live as long as the Sched; the caller's CAS made the
         // G ours to queue.
         unsafe { (*g.as_ptr()).wait_reason.set(WaitReason::None) };
-        self.make_runnable(current_m_of(self), g, true);
+        let m = current_m_of(self);
+        self.make_runnable(m, g, true);
+        self.leave_runtime(m);
     }
 }

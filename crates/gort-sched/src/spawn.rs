@@ -57,6 +57,7 @@ impl Sched {
         unsafe { (*g.as_ptr()).is_main.set(is_main) };
         self.count_spawn(cur_m);
         self.make_runnable(cur_m, g, true);
+        self.leave_runtime(cur_m);
         Ok(g)
     }
 
@@ -71,8 +72,7 @@ impl Sched {
         let p = if cur_m.is_null() {
             ptr::null_mut()
         } else {
-            // SAFETY: cur_m is the M running this code.
-            unsafe { (*cur_m).p() }
+            self.held_p(cur_m)
         };
         // A dead G: the P's cache (refilled from the global list a batch at
         // a time, Go's gfget), else the global list, else a new one.
@@ -151,8 +151,7 @@ impl Sched {
         let p = if cur_m.is_null() {
             ptr::null_mut()
         } else {
-            // SAFETY: cur_m is this thread's M.
-            unsafe { (*cur_m).p() }
+            self.held_p(cur_m)
         };
         if p.is_null() {
             self.ngoroutines.fetch_add(1, Ordering::AcqRel);
@@ -229,17 +228,6 @@ impl Sched {
     pub(crate) fn gdestroy(&self, mr: &M, gr: &G) {
         gr.owner_set_status(Status::Running, Status::Dead);
         let is_main = gr.is_main.replace(false);
-        let p = mr.p();
-        // SAFETY: our M holds p.
-        let owned = unsafe { (*p).owned() };
-        let gp = gr as *const G as *mut G;
-        owned.gfree.push(gp);
-        if owned.gfree.len() >= GFREE_LOCAL_MAX {
-            // Go's gfput: move half to the global list under one lock
-            // acquisition, not one per goroutine.
-            let at = owned.gfree.len() - GFREE_BATCH;
-            self.lock().gfree.extend(owned.gfree.drain(at..));
-        }
         if !gr.lockedm().is_null() {
             if mr.locked_int.get() != 0 {
                 fatal("a goroutine exited while locked by the runtime (internal lock_os_thread)");
@@ -249,6 +237,21 @@ impl Sched {
             mr.lockedg.set(ptr::null_mut());
             mr.locked_ext.set(0);
             mr.exit_thread.set(true);
+        }
+        let p = mr.p();
+        let gp = gr as *const G as *mut G;
+        if p.is_null() {
+            // sysmon took the P (see `preempt`): no caches, no credit.
+            return self.gdestroy_without_p(gp, is_main);
+        }
+        // SAFETY: our M holds p.
+        let owned = unsafe { (*p).owned() };
+        owned.gfree.push(gp);
+        if owned.gfree.len() >= GFREE_LOCAL_MAX {
+            // Go's gfput: move half to the global list under one lock
+            // acquisition, not one per goroutine.
+            let at = owned.gfree.len() - GFREE_BATCH;
+            self.lock().gfree.extend(owned.gfree.drain(at..));
         }
         // SAFETY: our M holds p (so only we write its credit).
         let pr = unsafe { &*p };
@@ -269,6 +272,21 @@ impl Sched {
             false
         };
         if finished {
+            self.finish(&mut self.lock());
+        }
+    }
+
+    /// `gdestroy` on an M that lost its P: the global free list and the
+    /// global count.
+    #[cold]
+    fn gdestroy_without_p(&self, gp: *mut G, is_main: bool) {
+        self.lock().gfree.push(gp);
+        if is_main {
+            self.set_ending(Ending::MainExited);
+            self.begin_shutdown();
+        }
+        let left = self.ngoroutines.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.shutdown.load(Ordering::Acquire) {
             self.finish(&mut self.lock());
         }
     }

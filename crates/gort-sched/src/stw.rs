@@ -18,7 +18,9 @@
 //!
 //! One stop at a time (`stw_active`); a second caller yields until the
 //! first is done, so that its own P can be stopped. A goroutine that runs
-//! without parking or yielding delays the stop (there is no preemption).
+//! without entering the runtime delays the stop by about a slice: sysmon
+//! counts a pending stop as work waiting and retakes its P (preempt.rs),
+//! which `handoffp` then gives to the stop.
 
 use crate::current::{running_g, sched_of};
 use crate::error::Error;
@@ -55,8 +57,9 @@ impl Sched {
     /// Go's `stopTheWorld` + `procresize` + `startTheWorld`, for
     /// `set_procs`. Runs on the calling goroutine's M, which keeps its P
     /// throughout; every other P is stopped first (idle ones at once,
-    /// running ones when their goroutine next parks or yields: there is no
-    /// preemption). Returns the previous number of Ps.
+    /// running ones when their goroutine next enters the runtime, or when
+    /// sysmon retakes the P of one that does not). Returns the previous
+    /// number of Ps.
     pub(crate) fn set_procs(&self, m: *mut M, n: usize) -> usize {
         // SAFETY: m is the caller's M, holding a P.
         let mr = unsafe { &*m };
@@ -177,9 +180,9 @@ impl Sched {
 /// returns the previous number.
 ///
 /// The world is stopped first, as in Go: Ps that are idle stop at once,
-/// Ps running a goroutine stop when that goroutine next parks or yields
-/// (there is no preemption, so a goroutine spinning without either delays
-/// this call). Goroutines queued on removed Ps move to the global queue.
+/// Ps running a goroutine stop when that goroutine next enters the
+/// runtime; sysmon takes the P of a goroutine that does not within about a
+/// slice (10 ms). Goroutines queued on removed Ps move to the global queue.
 ///
 /// # Errors
 /// `Error::Config` for 0 or more than [`MAX_PROCS`].
@@ -200,9 +203,21 @@ pub fn set_procs(n: usize) -> Result<usize, Error> {
     while !sched.try_begin_stw() {
         yield_now();
     }
-    // SAFETY: g is the running goroutine; g.m is its current M (read after
-    // the last switch), which holds a P.
-    let old = sched.set_procs(unsafe { (*g).m() }, n);
+    // The entry half of the retake handshake (see `preempt`): from here
+    // sysmon cannot take our P, so `M::p` names a P we own. If sysmon took
+    // it already (the goroutine ran user code since its last switch), the
+    // M forgets it here, and we yield to come back on an M that holds one.
+    let m = loop {
+        // SAFETY: g is the running goroutine; g.m is its current M (read
+        // after the last switch).
+        let m = unsafe { (*g).m() };
+        if !sched.held_p(m).is_null() {
+            break m;
+        }
+        yield_now();
+    };
+    let old = sched.set_procs(m, n);
     sched.end_stw();
+    sched.leave_runtime(m);
     Ok(old)
 }

@@ -23,7 +23,6 @@
 //! fence, sysmon a `membarrier` before each long sleep.
 
 use crate::current::{current_g, sched_of};
-use crate::fatal::fatal;
 use crate::g::G;
 use crate::m::M;
 use crate::mcall::{switch_to_g0, Request};
@@ -46,6 +45,7 @@ use std::sync::atomic::Ordering;
 /// `f` must not call back into the scheduler (spawn, park, channels):
 /// it runs without a P.
 pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
+    crate::park::preempt_point();
     let g = current_g();
     if g.is_null() {
         return f();
@@ -76,14 +76,21 @@ impl Sched {
         let m = g.m();
         // SAFETY: g runs on m (read after its last switch).
         let mr = unsafe { &*m };
-        let Some(p) = mr.releasep() else {
-            fatal("entersyscall: goroutine's M has no P");
-        };
+        // The entry half of the retake handshake first: if sysmon took
+        // the P from this goroutine (see `preempt`), the M forgets it there
+        // and enters the syscall without one.
+        self.held_p(m);
         // From `pr.status.enter_syscall()` below, the P belongs to its
         // status word: whoever wins it (this M coming back, sysmon, a
         // stop) owns it next.
-        let p = p.into_raw();
+        let p = mr.releasep().map_or(ptr::null_mut(), HeldP::into_raw);
         mr.oldp.set(p);
+        if p.is_null() {
+            // sysmon took the P (see `preempt`): a syscall without one;
+            // exit_syscall finds an idle P or queues the goroutine.
+            g.owner_set_status(Status::Running, Status::Syscall);
+            return;
+        }
         // Running -> Syscall: only the goroutine itself moves a running G.
         g.owner_set_status(Status::Running, Status::Syscall);
         // SAFETY: we hold p until enter_syscall publishes it.
@@ -129,6 +136,7 @@ impl Sched {
         let mr = unsafe { &*m };
         if self.exit_syscall_fast(mr) {
             g.owner_set_status(Status::Syscall, Status::Running);
+            self.leave_runtime(m);
             return;
         }
         let mut req = Request::ExitSyscall;

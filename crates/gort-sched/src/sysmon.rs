@@ -45,9 +45,13 @@ impl Sched {
         }
         // Per P: the syscall in flight and when sysmon first saw it.
         let mut watch: Vec<crate::retake::Watch> = Vec::new();
+        let mut slices: Vec<crate::retake::SliceWatch> = Vec::new();
         let mut last_ticks = self.syscall_ticks();
         let mut last_activity = 0u64;
         let mut prev_pass = 0u64;
+        // During shutdown: when sysmon first saw only goroutines outside
+        // the runtime left (shutdown.rs).
+        let mut outside_since: Option<u64> = None;
         loop {
             if self.finished.load(Ordering::Acquire) {
                 return;
@@ -62,8 +66,16 @@ impl Sched {
                 self.sysmon_checkdead();
             }
             let now_ns = self.now_nanos();
+            // During shutdown: hurry running goroutines to their unwind,
+            // and end the run without those that stay outside (shutdown.rs).
+            let detach_at = if self.is_shutting_down() {
+                self.shutdown_pass(now_ns, &mut outside_since)
+            } else {
+                None
+            };
             let (in_syscall, due) = self.retake(now_ns, prev_pass, &mut watch);
             prev_pass = now_ns;
+            let slice_due = self.preempt_pass(now_ns, &mut slices);
             let ticks = self.syscall_ticks();
             if ticks != last_ticks {
                 last_ticks = ticks;
@@ -100,6 +112,19 @@ impl Sched {
                 Some(next.map_or(at, |t| t.min(at)))
             } else {
                 next
+            };
+            // While a P runs goroutines, watch its slice (see `preempt`).
+            let wake_at = if !poll && self.live.sysmon_busy(&self.npidle, self.procs()) {
+                self.slice_poll(wake_at, slice_due)
+            } else {
+                wake_at
+            };
+            let wake_at = match detach_at {
+                Some(d) => {
+                    let at = Instant::now() + Duration::from_nanos(d);
+                    Some(wake_at.map_or(at, |t| t.min(at)))
+                }
+                None => wake_at,
             };
             // Every goroutine looked blocked while a thread outside the
             // runtime lived (checkdead.rs): look again soon.

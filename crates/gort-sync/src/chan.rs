@@ -91,6 +91,7 @@ impl<T> Sender<T> {
 
     /// Sends `v` if that can be done without blocking.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        gort_sched::park::preempt_point();
         let mut g = self.chan.lock();
         let r = self.chan.try_send_locked(&mut g, v);
         drop(g);
@@ -145,6 +146,7 @@ impl<T> Receiver<T> {
     /// Receives a value if one is there now (buffered, or offered by a
     /// parked sender).
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        gort_sched::park::preempt_point();
         let mut g = self.chan.lock();
         let r = self.chan.try_recv_locked(&mut g);
         drop(g);

@@ -242,6 +242,7 @@ impl<T> Drop for Registered<'_, T> {
 
 impl<T> Chan<T> {
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        gort_sched::park::preempt_point();
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v) {
             Ok(()) => return Ok(()),
@@ -263,6 +264,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        gort_sched::park::preempt_point();
         let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
             Ok(v) => return Ok(v),

@@ -82,6 +82,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks, parking the goroutine (or blocking the thread) until the
     /// mutex is free.
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        gort_sched::park::preempt_point();
         if self
             .state
             .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
@@ -98,6 +99,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks if the mutex is free now (and not in starvation mode, where it
     /// belongs to the queued waiters).
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        gort_sched::park::preempt_point();
         let mut old = self.state.load(Ordering::Relaxed);
         loop {
             if old & (LOCKED | STARVING) != 0 {

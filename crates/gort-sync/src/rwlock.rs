@@ -158,6 +158,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for reading, parking the goroutine (or blocking the thread)
     /// while a writer holds the lock or waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        gort_sched::park::preempt_point();
         let r = self.reader_count.fetch_add(1, Ordering::AcqRel) + 1;
         if r < 0 {
             // A writer is pending or inside: wait for its unlock.
@@ -180,6 +181,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Locks for reading if no writer holds the lock or waits for it.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        gort_sched::park::preempt_point();
         let mut c = self.reader_count.load(Ordering::Relaxed);
         loop {
             if c < 0 {
@@ -231,6 +233,7 @@ impl<T: ?Sized> RwLock<T> {
     /// until no reader or other writer holds it. New readers wait from the
     /// moment this call starts waiting.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        gort_sched::park::preempt_point();
         // Writers queue among themselves on `w`.
         let w = self.w.lock();
         // Announce the pending writer to readers.
@@ -255,6 +258,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Locks for writing if nobody holds the lock now (and no writer waits).
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        gort_sched::park::preempt_point();
         let w = self.w.try_lock()?;
         if self
             .reader_count

@@ -100,6 +100,7 @@ impl Drop for Regs<'_, '_> {
 /// register the arms in the order written (`select_biased!`), instead of a
 /// fresh random order each time.
 pub fn select(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
+    gort_sched::park::preempt_point();
     let n = arms.len();
     let mut small = [0usize; 16];
     let mut large = Vec::new();

@@ -63,6 +63,7 @@ impl WaitGroup {
     /// Drops this member and blocks (parks the goroutine) until every other
     /// member is dropped.
     pub fn wait(self) {
+        gort_sched::park::preempt_point();
         let inner = self.inner.clone();
         drop(self);
         loop {

@@ -77,8 +77,9 @@
 //!
 //! # Threads, thread-locals and goroutines
 //!
-//! Goroutines move between OS threads whenever they park or yield (there is
-//! no preemption: a goroutine that never parks keeps its thread and its P).
+//! Goroutines move between OS threads whenever they park or yield (never
+//! in between: gort preempts only at runtime entries, and takes the P, not
+//! the thread, from a goroutine that never enters).
 //! So a `thread_local!` value may change under a goroutine at any park, and
 //! on aarch64 and i686 the compiler may keep a thread-local's address from
 //! before a park and use the old thread's slot after it. Use [`local!`] for
