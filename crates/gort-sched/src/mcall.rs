@@ -100,6 +100,7 @@ pub(crate) unsafe fn leave_g(m: *mut M, thread_m: *mut M, unwind: *const gort_un
 
 /// Switches from the running goroutine to its M's g0 with `req` (Go's
 /// `mcall`). Returns when some M runs the goroutine again.
+#[inline(always)]
 pub(crate) fn switch_to_g0(g: *mut G, req: &mut Request<'_>) {
     // SAFETY: g is the running goroutine; its M is the one that switched to
     // it last (execute sets g.m before every switch).

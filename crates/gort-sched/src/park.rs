@@ -94,13 +94,28 @@ pub(crate) fn park_g(g: *mut G, reason: WaitReason, mut unlock: impl FnMut(GRef)
     check_cancel(g);
 }
 
+/// Unwinds the running goroutine `g` with the payload `Shutdown` if it was
+/// cancelled or the run is ending (main excepted), unless it is unwinding
+/// already. Inline: two loads on every switch back to a goroutine.
+#[inline(always)]
 pub(crate) fn check_cancel(g: *mut G) {
     // SAFETY: the running G is live.
     let gr = unsafe { &*g };
-    if gr.cancel.load(Ordering::Acquire) && !std::thread::panicking() {
+    if gr.cancel.load(Ordering::Acquire) || sched_of(g).is_shutting_down() {
+        cancel_slow(gr);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn cancel_slow(gr: &G) {
+    if std::thread::panicking() {
+        return;
+    }
+    if gr.cancel.load(Ordering::Acquire) {
         resume_unwind(Box::new(Shutdown));
     }
-    if sched_of(g).is_shutting_down() && !std::thread::panicking() && !gr.is_main.get() {
+    if !gr.is_main.get() {
         gr.cancel.store(true, Ordering::Release);
         resume_unwind(Box::new(Shutdown));
     }
@@ -130,8 +145,8 @@ pub fn ready(g: GRef) {
 /// # Panics
 /// Outside a goroutine.
 pub fn yield_now() {
-    preempt_point();
     let g = running_g("yield_now");
+    preempt_check(g);
     check_not_in_syscall(g);
     let pinned = pin_if_unwinding(g);
     let mut req = Request::Yield;
@@ -345,6 +360,7 @@ pub fn sleep(d: std::time::Duration) {
 /// A goroutine that parks while unwinding stays on its thread until the
 /// park returns: std's panic count is per thread (design brief, "Thread-
 /// locals and migration").
+#[inline(always)]
 fn pin_if_unwinding(g: *mut G) -> bool {
     if std::thread::panicking() {
         lock_internal(g);
@@ -354,6 +370,7 @@ fn pin_if_unwinding(g: *mut G) -> bool {
     }
 }
 
+#[inline(always)]
 fn unpin(g: *mut G, pinned: bool) {
     if pinned {
         unlock_internal(g);
@@ -393,9 +410,15 @@ impl Timer {
 #[inline]
 pub fn preempt_point() {
     let g = current_g();
-    if g.is_null() {
-        return;
+    if !g.is_null() {
+        preempt_check(g);
     }
+}
+
+/// `preempt_point` for the running goroutine `g`, for callers that have
+/// it already (one thread-local read fewer).
+#[inline(always)]
+pub(crate) fn preempt_check(g: *mut G) {
     // SAFETY: a running goroutine's M is this thread's M.
     let mr = unsafe { &*(*g).m() };
     if mr.lv.signal.load(Ordering::Relaxed) == 0 && !mr.p().is_null() {

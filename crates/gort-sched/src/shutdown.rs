@@ -119,6 +119,7 @@ impl Sched {
         }
     }
 
+    #[inline]
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }

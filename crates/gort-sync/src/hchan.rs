@@ -241,11 +241,17 @@ impl<T> Drop for Registered<'_, T> {
 }
 
 impl<T> Chan<T> {
+    // The preemption point of a blocking operation is where it completes
+    // without parking (a park is a switch already): a goroutine that only
+    // ever finds its partner waiting still yields when sysmon asks.
     pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
-        gort_sched::park::preempt_point();
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                drop(g);
+                gort_sched::park::preempt_point();
+                return Ok(());
+            }
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
             Err(TrySendError::Full(v)) => v,
         };
@@ -264,10 +270,13 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        gort_sched::park::preempt_point();
         let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                drop(g);
+                gort_sched::park::preempt_point();
+                return Ok(v);
+            }
             Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
             Err(TryRecvError::Empty) => {}
         }
