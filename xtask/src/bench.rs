@@ -158,7 +158,8 @@ pub(crate) fn go_tool() -> Option<PathBuf> {
 /// Runs `go test -bench .` in every module under benches/go/ (or those
 /// named in `only`), once with GOMAXPROCS=1 and once with 2; each
 /// benchmark's ns/op is per goroutine or per operation, so
-/// `-benchtime 1000000x` means a million of them. Saves the results under
+/// `-benchtime 1000000x` means a million of them (a module with a
+/// `benchtime` file runs that many instead). Saves the results under
 /// `target`/go-bench for the report.
 pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
     let Some(go) = go_tool() else {
@@ -191,6 +192,11 @@ pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
     }
     for module in modules {
         println!("# Go benchmarks in {}", module.display());
+        // A module whose operations are long (liveness: 300 ms an op) says
+        // how many to run in a `benchtime` file; the others run a million.
+        let benchtime = std::fs::read_to_string(module.join("benchtime"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "1000000x".into());
         let mut results = Vec::new();
         for procs in [1u32, 2] {
             let mut cmd = Command::new(&go);
@@ -198,7 +204,7 @@ pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
                 // Never download a newer toolchain named by go.mod.
                 .env("GOTOOLCHAIN", "local")
                 .env("GOMAXPROCS", procs.to_string())
-                .args(["test", "-run", "-", "-bench", ".", "-benchtime", "1000000x"]);
+                .args(["test", "-run", "-", "-bench", ".", "-benchtime", &benchtime]);
             println!("$ {}", display(&cmd));
             let out = match cmd.output() {
                 Ok(o) => o,

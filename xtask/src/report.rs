@@ -151,6 +151,45 @@ pub fn rows() -> Vec<Row> {
             ..row(label, id("gort", procs))
         });
     }
+    for (label, id, go, procs) in [
+        (
+            "tick lateness beside 8 CPU-bound goroutines, procs 1",
+            "tick_gap/procs1",
+            "TickGap",
+            1,
+        ),
+        (
+            "tick lateness beside 8 CPU-bound goroutines, procs 2",
+            "tick_gap/procs2",
+            "TickGap",
+            2,
+        ),
+        (
+            "timer lateness beside a CPU loop, procs 1",
+            "timer_beside_cpu_loop/procs1",
+            "TimerBesideCPULoop",
+            1,
+        ),
+    ] {
+        rows.push(Row {
+            go: Some(("liveness", go, procs)),
+            ..row(label, id)
+        });
+    }
+    rows.push(Row {
+        go: Some(("time", "TimerCreateStop", 1)),
+        ..row(
+            "timer created and stopped, procs 1",
+            "timer/create_stop/gort/procs1",
+        )
+    });
+    rows.push(Row {
+        go: Some(("time", "AfterSelect", 1)),
+        ..row(
+            "after() losing a select, procs 1",
+            "timer/after_select/gort/procs1",
+        )
+    });
     rows.push(Row {
         go: Some(("unwind", "PanicAcrossC", 1)),
         ..row(
@@ -268,15 +307,19 @@ pub fn parse_go_output(out: &str, procs: u32) -> Vec<(String, u32, f64)> {
         };
         let rest: Vec<&str> = words.collect();
         // A benchmark that times its work itself reports it as a metric
-        // (`c-ns/call`: the C driver's own loop); that wins over ns/op.
-        let unit = if rest.contains(&"c-ns/call") {
-            "c-ns/call"
-        } else {
-            "ns/op"
-        };
+        // (`c-ns/call`: the C driver's own loop; the liveness module's
+        // lateness in ms); that wins over ns/op.
+        let (unit, scale) = [
+            ("c-ns/call", 1.0),
+            ("worst-late-ms", 1e6),
+            ("timer-late-ms", 1e6),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.contains(u))
+        .unwrap_or(("ns/op", 1.0));
         if let Some(i) = rest.iter().position(|w| *w == unit) {
-            if let Some(ns) = i.checked_sub(1).and_then(|j| rest[j].parse::<f64>().ok()) {
-                v.push((name.to_string(), procs, ns));
+            if let Some(x) = i.checked_sub(1).and_then(|j| rest[j].parse::<f64>().ok()) {
+                v.push((name.to_string(), procs, x * scale));
             }
         }
     }
@@ -584,14 +627,16 @@ mod tests {
     fn go_output_is_parsed_with_and_without_the_procs_suffix() {
         let out = "goos: linux\nBenchmarkSpawnJoin-2   \t 1000000\t       444.5 ns/op\n\
                    BenchmarkYieldPingPong \t 1000000\t 130 ns/op\t 0 B/op\n\
-                   BenchmarkCallbackMainThread-2 \t 100 \t 9000 ns/op \t 61.5 c-ns/call\nPASS\n";
+                   BenchmarkCallbackMainThread-2 \t 100 \t 9000 ns/op \t 61.5 c-ns/call\n\
+                   BenchmarkTickGap-2 \t 10 \t 635100733 ns/op \t 31.5 worst-late-ms\nPASS\n";
         let v = parse_go_output(out, 2);
         assert_eq!(
             v,
             [
                 ("SpawnJoin".to_string(), 2, 444.5),
                 ("YieldPingPong".to_string(), 2, 130.0),
-                ("CallbackMainThread".to_string(), 2, 61.5)
+                ("CallbackMainThread".to_string(), 2, 61.5),
+                ("TickGap".to_string(), 2, 31_500_000.0)
             ]
         );
     }

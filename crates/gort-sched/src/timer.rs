@@ -108,7 +108,9 @@ impl Fire<'_> {
 /// lock of `heap`; `index != NOT_HEAPED` iff a slot of `heap` refers to
 /// this timer, at that index; `seq` changes only with the run lock held
 /// too, so a firing that holds the run lock sees it stable.
-struct TimerInner {
+/// The callback is the last field, unsized: a timer and its closure are
+/// one allocation (an `Arc<TimerInner<F>>` coerced to this).
+struct TimerInner<F: ?Sized = Callback> {
     heap: Arc<Timers>,
     run: Mutex<()>,
     index: AtomicUsize,
@@ -116,10 +118,10 @@ struct TimerInner {
     popped: AtomicBool,
     /// 0: one-shot.
     period: AtomicU64,
-    f: Box<Callback>,
     /// Set by `detach_while`: false once nobody can observe a firing, so
     /// a sweep may drop the timer early. Must not block or lock.
     alive: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    f: F,
 }
 
 enum What {
@@ -325,14 +327,17 @@ impl Timers {
         self.set_next(h);
         self.sweep_at
             .store((2 * h.len()).max(SWEEP_MIN), Ordering::Relaxed);
+        give_back(h);
         dead
     }
 
-    /// Removes the slot at `i`.
+    /// Removes the slot at `i`; the heap gives memory back as it empties
+    /// (`give_back`).
     fn remove(&self, h: &mut Vec<Slot>, i: usize) -> Slot {
         let last = h.len() - 1;
         h.swap(i, last);
         let slot = h.pop().expect("i is in the heap");
+        give_back(h);
         if let What::Timer(t, _) = &slot.what {
             t.index.store(NOT_HEAPED, Ordering::Relaxed);
         }
@@ -477,8 +482,8 @@ impl Timer {
                 seq: AtomicU64::new(0),
                 popped: AtomicBool::new(false),
                 period: AtomicU64::new(0),
-                f: Box::new(f),
                 alive: OnceLock::new(),
+                f,
             })),
         }
     }
@@ -556,16 +561,41 @@ impl Timer {
 }
 
 impl Drop for Timer {
+    /// Dropping stops the timer, so that a heap never keeps a timer
+    /// nobody holds. A one-shot timer that is off its heap with no firing
+    /// popped (stopped already, or never armed) has nothing to stop: it
+    /// is freed without the two locks. Read without the locks, a stale
+    /// "off the heap" can only hide a firing already popped, which then
+    /// runs its callback as it would have before `drop`.
     fn drop(&mut self) {
-        if self.inner.is_some() {
-            self.stop();
+        let Some(t) = &self.inner else { return };
+        if t.period.load(Ordering::Relaxed) == 0
+            && t.index.load(Ordering::Acquire) == NOT_HEAPED
+            && !t.popped.load(Ordering::Acquire)
+        {
+            return;
         }
+        self.stop();
     }
 }
 
 impl fmt::Debug for Timer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timer").finish_non_exhaustive()
+    }
+}
+
+/// Slots a heap keeps room for however empty it gets.
+const KEEP_SLOTS: usize = 64;
+
+/// Halves the heap's allocation once it is three quarters empty, so that
+/// a burst of timers (100,000 made, then stopped) does not keep its peak
+/// memory for the runtime's life; amortized O(1), as the growth is.
+/// `tests/time_memory.rs` in gort-sync measures it.
+fn give_back(h: &mut Vec<Slot>) {
+    let cap = h.capacity();
+    if cap > KEEP_SLOTS && h.len() < cap / 4 {
+        h.shrink_to((cap / 2).max(KEEP_SLOTS));
     }
 }
 

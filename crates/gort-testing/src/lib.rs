@@ -21,6 +21,8 @@
 //!   with a fatal message, or be signalled): [`child_command`] and
 //!   [`run_child`] run one test of this binary again, alone, in the child
 //!   role ([`is_child`]), through the cross runner when there is one.
+//! - **Memory.** [`alloc::Counting`], a counting global allocator, for tests
+//!   that check what memory a structure keeps.
 //!
 //! Rejected: a copy of these helpers per test file (seven copies of
 //! `under_qemu` had drifted apart: some tested `== "1"`, some only that the
@@ -29,6 +31,8 @@
 //! so the qemu decision would flip it back and forth between runs).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod alloc;
 
 use std::ffi::OsString;
 use std::io::Write;
