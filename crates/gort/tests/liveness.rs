@@ -448,14 +448,11 @@ fn block_in_syscall(release: &'static AtomicBool) {
     });
 }
 
-#[test]
-fn run_returns_beside_a_goroutine_spinning_for_ever() {
+/// `run_returns_beside` at procs 1 and 2, each with flags of its own.
+fn run_returns_at_procs_1_and_2_beside(outside: fn(&'static AtomicBool)) {
     for procs in [1, 2] {
-        static RELEASE: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        static UNWOUND: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        static RESUMED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        let i = procs - 1;
-        let took = run_returns_beside(procs, spin_outside, &RELEASE[i], &UNWOUND[i], &RESUMED[i]);
+        let flag = || &*Box::leak(Box::new(AtomicBool::new(false)));
+        let took = run_returns_beside(procs, outside, flag(), flag(), flag());
         assert!(
             took < bound(1000),
             "procs {procs}: run took {took:?} after main returned"
@@ -464,24 +461,13 @@ fn run_returns_beside_a_goroutine_spinning_for_ever() {
 }
 
 #[test]
+fn run_returns_beside_a_goroutine_spinning_for_ever() {
+    run_returns_at_procs_1_and_2_beside(spin_outside);
+}
+
+#[test]
 fn run_returns_beside_a_goroutine_in_syscall_for_ever() {
-    for procs in [1, 2] {
-        static RELEASE: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        static UNWOUND: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        static RESUMED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-        let i = procs - 1;
-        let took = run_returns_beside(
-            procs,
-            block_in_syscall,
-            &RELEASE[i],
-            &UNWOUND[i],
-            &RESUMED[i],
-        );
-        assert!(
-            took < bound(1000),
-            "procs {procs}: run took {took:?} after main returned"
-        );
-    }
+    run_returns_at_procs_1_and_2_beside(block_in_syscall);
 }
 
 #[test]

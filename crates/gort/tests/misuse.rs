@@ -390,10 +390,15 @@ fn a_goroutine_waiting_for_a_std_thread_is_not_a_deadlock() {
         println!("received {v}");
         return;
     }
-    let out = run_child(NAME);
+    child_succeeds_printing(NAME, "received 7");
+}
+
+/// Runs test `name` as a child: it must exit successfully and print `text`.
+fn child_succeeds_printing(name: &str, text: &str) {
+    let out = run_child(name);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("received 7"),
+        String::from_utf8_lossy(&out.stdout).contains(text),
         "{}",
         describe(&out)
     );
@@ -425,13 +430,7 @@ fn a_goroutine_waiting_for_a_c_thread_callback_is_not_a_deadlock() {
         println!("received {v}");
         return;
     }
-    let out = run_child(NAME);
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("received 9"),
-        "{}",
-        describe(&out)
-    );
+    child_succeeds_printing(NAME, "received 9");
 }
 
 /// Goroutines that wait only for each other, in a process with no thread
