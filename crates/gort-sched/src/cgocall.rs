@@ -107,12 +107,12 @@ pub unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
 /// As `call`.
 #[inline]
 pub unsafe fn try_call<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
-    crate::park::preempt_point();
     let g = current_g();
     if g.is_null() {
         // SAFETY: forwarded from this function's contract.
         return unsafe { gort_unwind::call_with_resume_point_below(|_| {}, f) };
     }
+    crate::park::preempt_check(g);
     // SAFETY: the running goroutine is live; g.m is its M, read after its
     // last switch.
     let (gr, m) = unsafe { (&*g, &*(*g).m()) };

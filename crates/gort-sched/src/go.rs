@@ -468,8 +468,8 @@ impl GoBuilder {
         self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<JoinHandle<T>, Error> {
-        crate::park::preempt_point();
         let g = running_g("go");
+        crate::park::preempt_check(g);
         let sched = sched_of(g);
         if let Some(size) = self.stack_size {
             if size < MIN_STACK_SIZE {

@@ -45,11 +45,11 @@ use std::sync::atomic::Ordering;
 /// `f` must not call back into the scheduler (spawn, park, channels):
 /// it runs without a P.
 pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
-    crate::park::preempt_point();
     let g = current_g();
     if g.is_null() {
         return f();
     }
+    crate::park::preempt_check(g);
     // SAFETY: the running goroutine is live.
     let gr = unsafe { &*g };
     let sched = sched_of(g);
