@@ -282,7 +282,9 @@ fn after_func_runs_in_its_own_goroutine_unless_stopped_first() {
 
             let ran = Arc::new(AtomicUsize::new(0));
             let r = ran.clone();
-            let t = after_func(10 * MS, move || {
+            // An hour: stopped long before expiry however slow the machine
+            // (10 ms had expired before the stop under qemu and load).
+            let t = after_func(Duration::from_secs(3600), move || {
                 r.fetch_add(1, Ordering::SeqCst);
             });
             assert!(t.stop(), "stopped before expiry");
