@@ -185,6 +185,18 @@ impl Runtime {
         // counts as the runtime's own until the run is over.
         let caller_own = OwnThread::enter(sched.outside.clone());
         let saved = crate::current::save_current();
+        // schedtrace and SIGQUIT (observe.rs), and the registration that
+        // lets `stats()` on other threads see this runtime: before the
+        // main goroutine can run (an M woken by its spawn may run it at
+        // once), so that whatever main tells other threads, they find the
+        // runtime. Without its thread the runtime still runs, unobserved.
+        let observer = match crate::observe::Observer::start(&sched) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("gort: {e}; no schedtrace or SIGQUIT dump for this run");
+                None
+            }
+        };
         let m0 = sched.start();
         let main = move || {
             // Not quiet: the panic is resumed on the caller of run, and
@@ -217,15 +229,6 @@ impl Runtime {
                 return Err(e);
             }
         };
-        // schedtrace and SIGQUIT (observe.rs); without its thread the
-        // runtime still runs, unobserved.
-        let observer = match crate::observe::Observer::start(&sched) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                eprintln!("gort: {e}; no schedtrace or SIGQUIT dump for this run");
-                None
-            }
-        };
         // M0 runs on a thread of its own, never on this one: a goroutine
         // that never returns to the runtime may be running on M0 when the
         // run ends, and this thread must be free to return then
@@ -250,8 +253,10 @@ impl Runtime {
             crate::fork::used_after_fork("its run came to an end");
         }
         sched.wait_done();
-        sched.join_threads();
+        // sysmon first: until it has exited, a retake of its could still
+        // start an M (`handoffp`) that the join below would miss.
         let _ = sysmon.join();
+        sched.join_threads();
         sched.clear_timers();
         drop(observer);
         drop(caller_own);

@@ -13,6 +13,15 @@ use common::{call_c, stack, CFrame, DropCount, Fiber};
 use gort_unwind::{call_with_resume_point, has_resume_point, Panic};
 use gort_unwind_cframes::Marks;
 
+/// The thread running the caller, read afresh. Not inlined: in a release
+/// build the compiler keeps a thread-local's address across the switch in
+/// the caller, and `thread::current()` read there after the fiber moved
+/// would still name the first thread (docs/thread-locals.md).
+#[inline(never)]
+fn current_thread() -> std::thread::ThreadId {
+    std::thread::current().id()
+}
+
 #[test]
 fn resume_point_follows_the_goroutine_to_another_thread() {
     let (tx, rx) = mpsc::channel();
@@ -33,10 +42,10 @@ fn resume_point_follows_the_goroutine_to_another_thread() {
                 || {
                     call_c(CFrame::Plain, &mut marks, &mut || {
                         let _d = DropCount(&dropped);
-                        let before = std::thread::current().id();
+                        let before = current_thread();
                         // Park inside the callback, C frames above us.
                         s.suspend();
-                        threads.set((Some(before), Some(std::thread::current().id())));
+                        threads.set((Some(before), Some(current_thread())));
                         panic!("after migrating");
                     })
                 },
