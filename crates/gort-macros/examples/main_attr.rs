@@ -23,5 +23,8 @@ fn main() {
         w.join().unwrap();
     }
     assert_eq!(sum, 1 + 4 + 9 + 16);
-    println!("sum of squares from 4 goroutines on {} Ps: {sum}", gort::procs());
+    println!(
+        "sum of squares from 4 goroutines on {} Ps: {sum}",
+        gort::procs()
+    );
 }

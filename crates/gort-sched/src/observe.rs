@@ -154,6 +154,27 @@ impl Sched {
         }
     }
 
+    /// What the end of a run waits for (a SIGQUIT dump's second line, in
+    /// the spirit of Go's scheddetail): the shutdown flags, the raw
+    /// goroutine count and each P's credit in it (`num_goroutines` is the
+    /// one less the others), and the M threads not joined yet.
+    fn schedule_detail_line(&self) -> String {
+        let credit: Vec<String> = self
+            .allp()
+            .map(|p| p.credit.load(Ordering::Relaxed).to_string())
+            .collect();
+        let unjoined = self.lock().threads.len();
+        format!(
+            "  shutdown={} finished={} detached={} ngoroutines={} credit=[{}] unjoined={}\n",
+            u8::from(self.shutdown.load(Ordering::Relaxed)),
+            u8::from(self.finished.load(Ordering::Relaxed)),
+            u8::from(self.detached.load(Ordering::Relaxed)),
+            self.ngoroutines.load(Ordering::Relaxed),
+            credit.join(" "),
+            unjoined,
+        )
+    }
+
     /// Go's schedtrace line: `SCHED 1004ms: gomaxprocs=2 idleprocs=1 ...`.
     fn schedtrace_line(&self) -> String {
         let s = self.stats();
@@ -669,6 +690,7 @@ fn sigquit_dump_and_exit() -> ! {
             let _ = writeln!(out, "runtime {} of {}:", i + 1, live.len());
         }
         out.push_str(&s.schedtrace_line());
+        out.push_str(&s.schedule_detail_line());
         out.push('\n');
         out.push_str(&s.goroutine_dump(std::ptr::null_mut()));
     }

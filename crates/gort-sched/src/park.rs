@@ -406,7 +406,9 @@ impl Timer {
 /// where a park could happen.
 ///
 /// Must not be called while holding a lock other goroutines spin on (the
-/// goroutine may not run again for a slice).
+/// goroutine may not run again for a slice), nor one the scheduler itself
+/// takes (a timer's run lock: `Timer::reset_then`), which would stop the
+/// M that waits for it.
 #[inline]
 pub fn preempt_point() {
     let g = current_g();

@@ -504,7 +504,10 @@ impl Timer {
     /// [`reset`](Timer::reset), then `then` before any firing of the new
     /// arming can run (under the run lock: Go 1.23 drains a timer's
     /// channel there); returns whether it was pending or `then` returned
-    /// true.
+    /// true. `then` must not block or reach a preemption point
+    /// (`preempt_point`): the scheduler takes the run lock on g0 and in
+    /// sysmon to fire the timer, so a goroutine that yielded holding it
+    /// could stop its own M.
     pub fn reset_then(
         &self,
         when: Instant,
@@ -534,7 +537,8 @@ impl Timer {
 
     /// [`stop`](Timer::stop), then `then` with no firing running (under
     /// the run lock); returns whether it was pending or `then` returned
-    /// true.
+    /// true. `then` must not block or reach a preemption point (see
+    /// `reset_then`).
     pub fn stop_then(&self, then: impl FnOnce() -> bool) -> bool {
         let t = self.inner();
         let _run = t.run_lock();

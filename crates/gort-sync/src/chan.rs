@@ -92,6 +92,13 @@ impl<T> Sender<T> {
     /// Sends `v` if that can be done without blocking.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
         gort_sched::park::preempt_point();
+        self.try_send_now(v)
+    }
+
+    /// `try_send` that is not a preemption point: for the runtime's own
+    /// code that holds a lock others may wait on outside a goroutine (a
+    /// timer's run lock, which the scheduler takes on g0 and sysmon).
+    pub(crate) fn try_send_now(&self, v: T) -> Result<(), TrySendError<T>> {
         let mut g = self.chan.lock();
         let r = self.chan.try_send_locked(&mut g, v);
         drop(g);
@@ -147,6 +154,11 @@ impl<T> Receiver<T> {
     /// parked sender).
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         gort_sched::park::preempt_point();
+        self.try_recv_now()
+    }
+
+    /// `try_recv` that is not a preemption point (see `try_send_now`).
+    pub(crate) fn try_recv_now(&self) -> Result<T, TryRecvError> {
         let mut g = self.chan.lock();
         let r = self.chan.try_recv_locked(&mut g);
         drop(g);

@@ -60,9 +60,13 @@ fn arm(
     t.reset_then(deadline(d), period, drain)
 }
 
-/// Takes a stale value out of a timer's channel.
+/// Takes a stale value out of a timer's channel. Runs under the timer's
+/// run lock, which an M's scheduler loop (g0) and sysmon take to fire the
+/// timer: it must not be a preemption point, or a goroutine preempted here
+/// would keep the lock while the scheduler on its own M waits for it (a
+/// deadlock seen under qemu, about once in 500 runs of tests/time.rs).
 fn drain(rx: &Receiver<Instant>) -> impl FnOnce() -> bool + '_ {
-    || rx.try_recv().is_ok()
+    || rx.try_recv_now().is_ok()
 }
 
 /// A value on the channel after `d`, once. Go's `time.After`.
@@ -82,7 +86,7 @@ pub fn after(d: Duration) -> Receiver<Instant> {
     let (tx, rx) = chan::bounded(1);
     let alive = receivers_live(&tx);
     let t = gort_sched::park::Timer::new(move |_| {
-        let _ = tx.try_send(Instant::now());
+        let _ = tx.try_send_now(Instant::now());
         false
     });
     t.reset(deadline(d), None);
@@ -119,7 +123,7 @@ fn receivers_live(tx: &Sender<Instant>) -> impl Fn() -> bool + Send + Sync + 'st
 /// A ticker's firing: keeps going while a receiver lives.
 fn ticker_send(tx: &Sender<Instant>) -> bool {
     !matches!(
-        tx.try_send(Instant::now()),
+        tx.try_send_now(Instant::now()),
         Err(TrySendError::Disconnected(_))
     )
 }
@@ -151,7 +155,7 @@ impl Timer {
     pub fn new(d: Duration) -> Timer {
         let (tx, rx) = chan::bounded(1);
         let raw = gort_sched::park::Timer::new(move |_| {
-            let _ = tx.try_send(Instant::now());
+            let _ = tx.try_send_now(Instant::now());
             false
         });
         arm(&raw, d, None, || false);
