@@ -1,6 +1,9 @@
 //! `Error` keeps its causes: the refused setting as a value, the stack
 //! error (map limit or system call) with `source()`.
 
+// Runs on real threads; the loom build (cargo xtask loom) leaves it out.
+#![cfg(not(loom))]
+
 use gort_sched::{ConfigError, Error, Runtime};
 use std::error::Error as _;
 

@@ -3,6 +3,9 @@
 //! `done()` in select! from goroutines and plain threads, and dropped
 //! children leave their parent. All three targets.
 
+// Runs on real threads; the loom build (cargo xtask loom) leaves it out.
+#![cfg(not(loom))]
+
 mod common;
 
 use common::{goroutines_left, rt, rt_with_threads, under_qemu};

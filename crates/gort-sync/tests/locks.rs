@@ -4,6 +4,9 @@
 //! it, Go's panic rule), from goroutines and plain threads. All three
 //! targets.
 
+// Runs on real threads; the loom build (cargo xtask loom) leaves it out.
+#![cfg(not(loom))]
+
 mod common;
 
 use common::{goroutines_left, rt, rt_with_threads, under_qemu};

@@ -5,6 +5,9 @@
 //! saturating durations, and nothing left behind by 100,000 timers made
 //! and stopped. All three targets; timing bounds are loose (10x or more).
 
+// Runs on real threads; the loom build (cargo xtask loom) leaves it out.
+#![cfg(not(loom))]
+
 mod common;
 
 use common::{goroutines_left, rt, rt_with_threads, under_qemu};
