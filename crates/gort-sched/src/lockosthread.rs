@@ -12,9 +12,9 @@
 //!   goroutine's M its own P (`start_locked_m`, the P travelling in
 //!   `nextp` with the G in hand) and stops itself;
 //! - a goroutine that exits while locked ends its thread
-//!   (`exit_locked_m`); M0, the caller of `run`, cannot end, so it gives up
-//!   its P and waits for the end of the run instead (Go wedges m0 the same
-//!   way).
+//!   (`exit_locked_m`), M0's too: M0 is a thread `run` started, and the
+//!   caller of `run` only waits (Go, whose m0 is the process's main thread,
+//!   wedges it instead).
 //!
 //! Two details copied from Go after a test caught them: `start_locked_m`
 //! takes the target out of `nmidlelocked` *before* handing it the P (Go's
@@ -122,8 +122,8 @@ impl Sched {
     }
 
     /// A goroutine exited while locked to this M: the thread goes with it
-    /// (Go's `mexit`). M0, the thread that called `run`, cannot end; it
-    /// gives up its P and waits for the end of the run instead.
+    /// (Go's `mexit`), M0's too (a thread `run` started; the caller of
+    /// `run` only waits).
     pub(crate) fn exit_locked_m(&self, mr: &M) {
         mr.exit_thread.set(false);
         let p = mr.releasep();

@@ -21,7 +21,8 @@
 //! as a deadlock only if **no thread outside the runtime is alive**: the
 //! process's thread count (the kernel's, /proc/self/stat) is not larger
 //! than the number of threads this runtime started and still runs (its Ms,
-//! M0 while `run` runs, sysmon, the observer). That is exact where no
+//! M0 included, sysmon, the observer) and the caller of `run` while it
+//! waits. That is exact where no
 //! thread outside the runtime can hold the other end, and as safe as Go's
 //! rule where one can: Go gives up for good when a C thread could call in;
 //! gort gives up while a thread that could exists, and reports the
@@ -101,8 +102,8 @@ const MAX_TRUST: Duration = Duration::from_secs(1);
 pub(crate) struct OwnThread(Arc<Outside>);
 
 impl OwnThread {
-    /// Call first thing on a thread the runtime started (and on M0 when
-    /// `run` starts); drop last.
+    /// Call first thing on a thread the runtime started (and on the caller
+    /// of `run`, which only waits); drop last.
     pub(crate) fn enter(outside: Arc<Outside>) -> OwnThread {
         outside.own.fetch_add(1, Ordering::SeqCst);
         OwnThread(outside)
