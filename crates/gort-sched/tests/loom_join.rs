@@ -104,6 +104,8 @@ fn joiner_gets_the_result_once_and_is_woken_once() {
         );
         // Nothing left behind: no waiter in the word, no result.
         assert_eq!(inner.state.load(Ordering::Relaxed), DONE);
+        // SAFETY: every thread of the model has been joined; loom checks
+        // the read is ordered after their writes.
         inner.result.with(|p| assert!(unsafe { (*p).is_none() }));
     });
 }

@@ -47,12 +47,16 @@ fn the_p_has_one_holder_at_a_time() {
                 if s.m.holds(P) && s.m.try_take(P) {
                     s.taken.store(true, Ordering::Relaxed);
                     // The P is sysmon's: hand it off (touch its state).
+                    // SAFETY: the model's claim: winning try_take makes the
+                    // P's state ours; loom reports any unordered access.
                     s.p_state.with_mut(|v| unsafe { *v += 10 });
                 }
             })
         };
         // The M: runtime code (holds the P), user code, and back, twice.
         let mut lost = false;
+        // SAFETY: the M holds the P in runtime code (the claim under test;
+        // loom reports a race with sysmon's access if it is wrong).
         s.p_state.with_mut(|v| unsafe { *v += 1 });
         for _ in 0..2 {
             s.m.leave(P);
@@ -61,6 +65,7 @@ fn the_p_has_one_holder_at_a_time() {
                 lost = true;
                 break;
             }
+            // SAFETY: entry said the P is still ours (checked by loom).
             s.p_state.with_mut(|v| unsafe { *v += 1 });
         }
         sysmon.join().unwrap();
@@ -91,6 +96,7 @@ fn sysmon_backs_off_while_the_m_is_in_the_runtime() {
             })
         };
         assert!(!s.m.entry());
+        // SAFETY: entry said the P is still ours (checked by loom).
         s.p_state.with_mut(|v| unsafe { *v += 1 });
         sysmon.join().unwrap();
     });
