@@ -48,8 +48,8 @@ impl Sched {
                 // One id for the life of the binding, as Go's extra-M G.
                 g.id.set(self.goid.fetch_add(1, Ordering::Relaxed) + 1);
                 let gp: *mut G = &mut *g;
-                self.allgs.lock().unwrap_or_else(|e| e.into_inner()).push(g);
-                let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+                self.lock_allgs().push(g);
+                let mut allm = self.lock_allm();
                 let mut m = Box::new(M::new(allm.len() as u64, (self as *const Sched).cast()));
                 m.extra = true;
                 m.extra_g = gp;
@@ -212,7 +212,7 @@ impl Sched {
     /// (calls into C made, callbacks run, Ms in C now, extra Ms made),
     /// over every M.
     pub(crate) fn cgo_counts(&self) -> (u64, u64, usize, usize) {
-        let allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+        let allm = self.lock_allm();
         allm.iter().fold((0, 0, 0, 0), |(c, b, n, x), m| {
             (
                 c + m.ncgocall.load(Ordering::Relaxed),

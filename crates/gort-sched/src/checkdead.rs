@@ -125,7 +125,7 @@ impl Sched {
     pub(crate) fn dump(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+        let allgs = self.lock_allgs();
         for g in allgs.iter() {
             let status = g.status();
             if status == Status::Dead {

@@ -501,6 +501,9 @@ fn spawn_task<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
     stack_size: Option<usize>,
 ) -> Result<JoinHandle<T>, Error> {
+    // Before the task's cell is had (maybe under the scheduler lock): in a
+    // forked child the error then names the spawn (fork.rs).
+    crate::fork::check(sched.fork_gen, "a goroutine was spawned");
     let task = new_task(sched, f);
     // Made first, so that a failed spawn releases its reference too.
     let mut handle = JoinHandle {

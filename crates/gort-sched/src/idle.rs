@@ -133,7 +133,7 @@ impl Sched {
     }
 
     pub(crate) fn new_m_struct(&self) -> *mut M {
-        let mut allm = self.allm.lock().unwrap_or_else(|e| e.into_inner());
+        let mut allm = self.lock_allm();
         let mut m = Box::new(M::new(allm.len() as u64, (self as *const Sched).cast()));
         let ptr: *mut M = &mut *m;
         allm.push(m);
@@ -188,10 +188,8 @@ impl Sched {
     /// Go's `stopm`: parks this M (it has no P) until `startm` hands it
     /// one. Returns false if the M should exit instead.
     pub(crate) fn stopm(&self, m: *mut M) -> bool {
-        if crate::fork::forked_since(self.fork_gen) {
-            // No other M or sysmon exists to wake this one (fork.rs).
-            crate::fork::used_after_fork("one of its Ms went idle");
-        }
+        // No other M or sysmon exists to wake this one in a forked child.
+        crate::fork::check(self.fork_gen, "one of its Ms went idle");
         // SAFETY: m is the M of this thread.
         let mr = unsafe { &*m };
         let mut l = self.lock();

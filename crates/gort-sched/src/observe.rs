@@ -126,7 +126,7 @@ impl Sched {
             )
         };
         let (mut context_switches, mut steals) = (0, 0);
-        for m in self.allm.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for m in self.lock_allm().iter() {
             context_switches += m.counters.switches.load(Ordering::Relaxed);
             steals += m.counters.steals.load(Ordering::Relaxed);
         }
@@ -271,13 +271,7 @@ impl Sched {
     /// where its stack can be read, a symbolized backtrace (Go's traceback
     /// of all goroutines). `me` is the goroutine asking, or null.
     pub(crate) fn goroutine_dump(&self, me: *mut G) -> String {
-        let gs: Vec<*const G> = self
-            .allgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|g| &**g as *const G)
-            .collect();
+        let gs: Vec<*const G> = self.lock_allgs().iter().map(|g| &**g as *const G).collect();
         let mut infos = Vec::new();
         for g in gs {
             // SAFETY: Gs live as long as their Sched (see its invariants).

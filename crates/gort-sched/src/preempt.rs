@@ -231,9 +231,7 @@ impl Sched {
             // those too is harmless). Collected first: the allm lock is
             // taken under the scheduler lock elsewhere, never around it.
             let holders: Vec<*const M> = self
-                .allm
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .lock_allm()
                 .iter()
                 .filter(|m| m.lv.holds(pp.cast()))
                 .map(|m| &**m as *const M)

@@ -248,10 +248,8 @@ impl Runtime {
             Ok(t) => sched.lock().threads.push(t),
             Err(_) => sched.schedule(m0),
         }
-        if crate::fork::forked_since(sched.fork_gen) {
-            // The Ms and sysmon to wait for and join do not exist here.
-            crate::fork::used_after_fork("its run came to an end");
-        }
+        // In a forked child, the Ms and sysmon to wait for do not exist.
+        crate::fork::check(sched.fork_gen, "its run came to an end");
         sched.wait_done();
         // sysmon first: until it has exited, a retake of its could still
         // start an M (`handoffp`) that the join below would miss.

@@ -253,7 +253,17 @@ impl Sched {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Locked> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+        crate::fork::lock(&self.lock, self.fork_gen, "the scheduler lock")
+    }
+
+    /// Every G ever made (their boxes; dead ones are reused).
+    pub(crate) fn lock_allgs(&self) -> MutexGuard<'_, Vec<Box<G>>> {
+        crate::fork::lock(&self.allgs, self.fork_gen, "the list of goroutines")
+    }
+
+    /// Every M ever made.
+    pub(crate) fn lock_allm(&self) -> MutexGuard<'_, Vec<Box<M>>> {
+        crate::fork::lock(&self.allm, self.fork_gen, "the list of Ms")
     }
 
     pub(crate) fn procs(&self) -> usize {

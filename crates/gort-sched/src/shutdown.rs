@@ -89,7 +89,7 @@ impl Sched {
             return;
         }
         let waiting: Vec<GRef> = {
-            let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+            let allgs = self.lock_allgs();
             allgs
                 .iter()
                 .filter(|g| g.status() == Status::Waiting)
@@ -134,11 +134,11 @@ impl Sched {
         if self.finished.load(Ordering::Acquire) {
             return None;
         }
-        for m in self.allm.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for m in self.lock_allm().iter() {
             m.lv.request_preempt();
         }
         let (mut outside, mut inside) = (0usize, 0usize);
-        for g in self.allgs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for g in self.lock_allgs().iter() {
             match g.status() {
                 Status::Running | Status::Syscall => outside += 1,
                 Status::Runnable | Status::Waiting => inside += 1,

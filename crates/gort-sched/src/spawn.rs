@@ -47,10 +47,8 @@ impl Sched {
         stack_size: Option<usize>,
         is_main: bool,
     ) -> Result<GRef, gort_stack::StackError> {
-        if crate::fork::forked_since(self.fork_gen) {
-            // Its other Ms and sysmon are gone in this child (fork.rs).
-            crate::fork::used_after_fork("a goroutine was spawned");
-        }
+        // In a forked child, its other Ms and sysmon are gone (fork.rs).
+        crate::fork::check(self.fork_gen, "a goroutine was spawned");
         let cur_m = current_m_of(self);
         let g = self.new_g(cur_m, f, stack_size)?;
         // SAFETY: g was just made and is owned by us.
@@ -92,10 +90,7 @@ impl Sched {
         if g.is_null() {
             let mut boxed = Box::new(G::new((self as *const Sched).cast()));
             g = &mut *boxed;
-            self.allgs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(boxed);
+            self.lock_allgs().push(boxed);
         }
         // SAFETY: g is dead and now exclusively ours.
         let gr = unsafe { &*g };

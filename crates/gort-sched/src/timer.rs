@@ -163,6 +163,9 @@ pub(crate) struct Timers {
     /// Called with its `nanos` when a slot becomes the first (the runner
     /// may sleep until a later one).
     kick: Box<dyn Fn(u64) + Send + Sync>,
+    /// The fork generation the heap was made in (fork.rs): in a forked
+    /// child, a busy heap lock is held by a thread that is gone.
+    fork_gen: u64,
 }
 
 /// A due slot taken off the heap, fired outside its lock.
@@ -174,6 +177,7 @@ enum Due {
 impl Timers {
     pub(crate) fn new(kick: impl Fn(u64) + Send + Sync + 'static) -> Arc<Timers> {
         Arc::new(Timers {
+            fork_gen: crate::fork::generation(),
             heap: Mutex::new(Vec::new()),
             next: AtomicU64::new(NONE),
             order: AtomicU64::new(0),
@@ -184,7 +188,7 @@ impl Timers {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
-        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::fork::lock(&self.heap, self.fork_gen, "a timer heap's lock")
     }
 
     /// Arms a deadline for a parked goroutine's waker (park_with).
