@@ -257,11 +257,13 @@ impl Sched {
     }
 
     /// Every G ever made (their boxes; dead ones are reused).
+    #[allow(clippy::vec_box)] // boxed: Gs are referred to by address
     pub(crate) fn lock_allgs(&self) -> MutexGuard<'_, Vec<Box<G>>> {
         crate::fork::lock(&self.allgs, self.fork_gen, "the list of goroutines")
     }
 
     /// Every M ever made.
+    #[allow(clippy::vec_box)] // boxed: Ms are referred to by address
     pub(crate) fn lock_allm(&self) -> MutexGuard<'_, Vec<Box<M>>> {
         crate::fork::lock(&self.allm, self.fork_gen, "the list of Ms")
     }
