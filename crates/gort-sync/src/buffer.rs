@@ -19,6 +19,11 @@
 //! - The hot path pays one compare per pop: a ping-pong channel's ring
 //!   stays at its floor and never reallocates.
 //!
+//! A channel of capacity one (a result, a signal, every timer's channel)
+//! keeps its value in the buffer itself: no ring, so making it costs one
+//! allocation (the channel) instead of two, as Go's `makechan` puts a
+//! small buffer in the same allocation as the channel.
+//!
 //! Rejected: crossbeam-channel's list of fixed blocks, freed as each is
 //! consumed. It gives memory back at once, but a steady stream allocates
 //! and frees a block every 31 values and follows a pointer at each block
@@ -38,46 +43,70 @@ const KEEP_BYTES: usize = 1024;
 
 /// Must hold: `q.len() <= cap` for a bounded channel (the channel core's
 /// check); `floor` is a capacity the ring keeps: it is halved only while
-/// its capacity is above `floor`.
+/// its capacity is above `floor`. If `single` (capacity one), the value is
+/// in `one` and `q` stays empty, with no allocation.
 pub(crate) struct Buffer<T> {
     q: VecDeque<T>,
     floor: usize,
+    single: bool,
+    one: Option<T>,
 }
 
 impl<T> Buffer<T> {
     /// The ring of a channel of capacity `cap` (None: unbounded).
     pub(crate) fn new(cap: Option<usize>) -> Self {
         let size = std::mem::size_of::<T>();
-        if size == 0 {
-            // Zero-sized values take no memory: nothing to give back.
+        let single = cap == Some(1);
+        if size == 0 || single {
+            // Zero-sized values take no memory: nothing to give back; a
+            // single value lives in `one`.
             return Buffer {
                 q: VecDeque::new(),
                 floor: usize::MAX,
+                single,
+                one: None,
             };
         }
         let q = VecDeque::with_capacity(cap.unwrap_or(0).min(1024));
         let keep = (KEEP_BYTES / size).max(4);
         let floor = keep.max(q.capacity());
-        Buffer { q, floor }
+        Buffer {
+            q,
+            floor,
+            single,
+            one: None,
+        }
     }
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
+        if self.single {
+            return usize::from(self.one.is_some());
+        }
         self.q.len()
     }
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        self.len() == 0
     }
 
+    /// Appends `v`; the caller checked the capacity.
     #[inline]
     pub(crate) fn push_back(&mut self, v: T) {
+        if self.single {
+            debug_assert!(self.one.is_none(), "a push into a full single slot");
+            self.one = Some(v);
+            return;
+        }
         self.q.push_back(v);
     }
 
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.single {
+            return self.one.take();
+        }
         let v = self.q.pop_front()?;
         let cap = self.q.capacity();
         if cap > self.floor && self.q.len() <= cap / 4 {
@@ -95,8 +124,8 @@ impl<T> Buffer<T> {
 
     /// Every value, taken out (for the caller to drop after unlocking);
     /// the ring's memory goes with them.
-    pub(crate) fn take_all(&mut self) -> VecDeque<T> {
-        std::mem::take(&mut self.q)
+    pub(crate) fn take_all(&mut self) -> (Option<T>, VecDeque<T>) {
+        (self.one.take(), std::mem::take(&mut self.q))
     }
 
     /// The ring's capacity now, in values (for tests).
@@ -109,6 +138,21 @@ impl<T> Buffer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_slot_holds_one_value_without_a_ring() {
+        let mut b = Buffer::<String>::new(Some(1));
+        assert_eq!(b.capacity(), 0, "no ring allocated");
+        assert!(b.is_empty());
+        b.push_back("a".into());
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.pop_front().as_deref(), Some("a"));
+        assert_eq!(b.pop_front(), None);
+        b.push_back("b".into());
+        let (one, rest) = b.take_all();
+        assert_eq!((one.as_deref(), rest.len()), (Some("b"), 0));
+        assert!(b.is_empty());
+    }
 
     #[test]
     fn an_unbounded_ring_shrinks_to_its_floor_once_drained() {
