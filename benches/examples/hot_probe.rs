@@ -10,6 +10,10 @@
 //! - `chan`: a rendezvous-channel ping-pong on one P (N round trips, two
 //!   hops each);
 //! - `cgo`: N `cgo::call`s of an empty C-ABI function;
+//! - `timer`: N `time::Timer::new(1h)` then `stop()` (benches/time.rs's
+//!   create_stop);
+//! - `after`: N sends and `select!`s of a ready channel against
+//!   `time::after(1h)` (benches/time.rs's after_select);
 //! - `none`: the same runtime start and stop with no loop.
 //!
 //! As a user's crate builds it (no LTO, 16 codegen units), which is what
@@ -67,6 +71,22 @@ fn main() {
                 for _ in 0..n {
                     // SAFETY: nothing in this frame has a destructor.
                     black_box(unsafe { gort_cgo::call(|| noop(black_box(1))) });
+                }
+            }
+            "timer" => {
+                for _ in 0..n {
+                    let t = gort_sync::time::Timer::new(std::time::Duration::from_secs(3600));
+                    black_box(t.stop());
+                }
+            }
+            "after" => {
+                let (tx, rx) = gort_sync::chan::bounded(1);
+                for i in 0..n {
+                    tx.send(i).expect("send");
+                    gort_sync::select! {
+                        recv(rx) -> v => { black_box(v.expect("recv")); },
+                        recv(gort_sync::time::after(std::time::Duration::from_secs(3600))) -> _ => unreachable!(),
+                    }
                 }
             }
             _ => {

@@ -13,7 +13,9 @@
 //!   protocol is in waker.rs and gstate.rs); [`sleep`] is a park with only
 //!   a deadline.
 //! - [`Timer`] (fired with a [`Fire`]): a timer on the current P's heap
-//!   (timer.rs), which gort-sync's `time` and `context` build on.
+//!   (timer.rs), which gort-sync's `time` and `context` build on; a lazy
+//!   one ([`Timer::new_lazy`]) for a channel's timer is on the heap only
+//!   while a receiver is blocked on it ([`Blocked`]).
 //!
 //! Each function states its contract in two parts: the obligations of the
 //! caller, and what the scheduler guarantees. Common to all:
@@ -44,7 +46,7 @@ use crate::mcall::{check_not_in_syscall, switch_to_g0, Request};
 pub use crate::runtime::Shutdown;
 use crate::sched::Sched;
 pub use crate::status::WaitReason;
-pub use crate::timer::{Fire, Timer};
+pub use crate::timer::{Blocked, Fire, Timer};
 use crate::waker::{g_of, Target};
 pub use crate::waker::{Waker, Woke};
 use std::panic::resume_unwind;
@@ -393,7 +395,18 @@ impl Timer {
     /// plain thread) on the process-wide one. For a periodic timer, `f`
     /// returns whether to stay armed.
     pub fn new(f: impl Fn(&Fire<'_>) -> bool + Send + Sync + 'static) -> Timer {
-        Timer::on(crate::checktimers::timers_for_new(), f)
+        Timer::on(crate::checktimers::timers_for_new(), false, f)
+    }
+
+    /// A timer for a channel (Go 1.23's timer channels): armed, it stays
+    /// off its heap (no heap lock, no heap slot) until a receiver blocks
+    /// on the channel ([`block`](Timer::block)); a receiver that looks
+    /// without blocking calls [`poll`](Timer::poll) first, which fires it
+    /// if it is due. `f` sends on the channel without blocking; it runs
+    /// under the timer's run lock, on a scheduler thread or in `poll` or
+    /// `block` on the receiver's.
+    pub fn new_lazy(f: impl Fn() -> bool + Send + Sync + 'static) -> Timer {
+        Timer::on(crate::checktimers::timers_for_new(), true, move |_| f())
     }
 }
 

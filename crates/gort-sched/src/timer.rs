@@ -21,6 +21,13 @@
 //! `stop` returns (pending, or a firing that the stop cancelled), and a
 //! firing's callback run with the heap unlocked (it may wake goroutines,
 //! which takes scheduler locks: lock order is scheduler, then heap).
+//! Kept too, Go 1.23's lazy channel timers (`Timer::new_lazy`): armed,
+//! such a timer stays off its heap until a receiver blocks on its channel
+//! (`block`, Go's `blockTimerChan`), and leaves it when the last blocked
+//! receiver goes (`Blocked`'s drop; Go leaves a zombie instead); a
+//! receiver that only looks calls `poll`, which fires a due timer in
+//! place (Go's `maybeRunChan`). Making, arming and stopping a timer
+//! nobody waits for touches no heap.
 //!
 //! Changed: `stop` and `reset` remove the timer from its heap at once
 //! (each heap slot's index is kept in the timer, so removal is O(log n))
@@ -48,9 +55,22 @@
 //!   `popped`, calls the callback and, for a periodic timer the callback
 //!   wants kept, pushes it back one period later (skipping missed ticks).
 //! - `stop`/`reset` take the run lock (so no firing is running), then the
-//!   heap lock: remove the slot, or clear `popped` (a firing that will now
-//!   find its `seq` stale); either means "was pending". `reset` pushes a
-//!   new slot.
+//!   heap lock if the timer is on the heap: remove the slot, or clear
+//!   `popped` (a firing that will now find its `seq` stale). "Was
+//!   pending" is whether an arming was live (`Arming::when`). `reset`
+//!   pushes a new slot, or for a lazy timer nobody blocks on, only
+//!   records the expiry (`lazy_when`).
+//! - Under the run lock, a lazy timer is on its heap iff it is armed and a
+//!   receiver is blocked (`Arming::blocked > 0`), except for a firing
+//!   popped while the last receiver left (it runs, finds nobody blocked,
+//!   and a periodic timer then stays off the heap). `block` pushes it
+//!   (after firing it in place if due); the last `Blocked` removes it;
+//!   `poll` and `block` fire a due timer that is off its heap with
+//!   `run_lazy`; after any firing, `rearm` puts a periodic timer's next
+//!   tick on the heap if a receiver is blocked, else only records it.
+//! - `idle` (`when` is none and nothing on a heap) is published with
+//!   Release at the end of each change; a drop that reads it true skips
+//!   the lock: no callback can run any more.
 //!
 //! Lock order: a timer's run lock, then scheduler locks (a callback that
 //! wakes a goroutine may take them; checkdead holds the scheduler's lock
@@ -107,21 +127,42 @@ impl Fire<'_> {
 /// Must hold: `index`, `seq`, `popped` and `period` change only under the
 /// lock of `heap`; `index != NOT_HEAPED` iff a slot of `heap` refers to
 /// this timer, at that index; `seq` changes only with the run lock held
-/// too, so a firing that holds the run lock sees it stable.
+/// too, so a firing that holds the run lock sees it stable. Under the run
+/// lock, `Arming::heaped` is `index != NOT_HEAPED || popped` (a pop only
+/// moves a timer from one to the other); a lazy timer is heaped only
+/// while a receiver is blocked on it; `lazy_when` is the expiry in
+/// `nanos` of an armed lazy timer off its heap, else `NONE`. `idle` is
+/// `when.is_none() && !heaped` as of the last release of the run lock
+/// that changed them: read true (Acquire), no callback runs until the
+/// timer is armed again (a popped firing finds its `seq` stale).
 /// The callback is the last field, unsized: a timer and its closure are
 /// one allocation (an `Arc<TimerInner<F>>` coerced to this).
 struct TimerInner<F: ?Sized = Callback> {
     heap: Arc<Timers>,
-    run: Mutex<()>,
+    run: Mutex<Arming>,
     index: AtomicUsize,
     seq: AtomicU64,
     popped: AtomicBool,
     /// 0: one-shot.
     period: AtomicU64,
-    /// Set by `detach_while`: false once nobody can observe a firing, so
-    /// a sweep may drop the timer early. Must not block or lock.
-    alive: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// A channel's timer (`Timer::new_lazy`): off the heap unless blocked.
+    lazy: bool,
+    /// Read without the lock by `poll`, written under it.
+    lazy_when: AtomicU64,
+    /// Read without the lock by `Drop`, written under it (`settle`).
+    idle: AtomicBool,
     f: F,
+}
+
+/// A timer's arming, under its run lock.
+struct Arming {
+    /// The current arming's expiry; None when stopped, or a one-shot that
+    /// fired.
+    when: Option<Instant>,
+    /// On its heap, or popped with the firing not run yet.
+    heaped: bool,
+    /// Receivers blocked on a lazy timer's channel (Go's `timer.blocked`).
+    blocked: usize,
 }
 
 enum What {
@@ -298,19 +339,20 @@ impl Timers {
     }
 
     /// Takes out the slots nobody can observe any more: deadlines whose
-    /// wait already ended (a one-shot that was won), and detached timers
-    /// whose `alive` says no (an `after` whose receiver is gone). Then
-    /// rebuilds the heap. Run when the heap has doubled since the last
-    /// sweep, so it costs O(1) per push, amortized, and the heap holds at
-    /// most about twice the live slots: a `select!` loop with a timeout
-    /// arm, or `after` in one, does not pile up slots until they are due.
+    /// wait already ended (a one-shot that was won). Then rebuilds the
+    /// heap. Run when the heap has doubled since the last sweep, so it
+    /// costs O(1) per push, amortized, and the heap holds at most about
+    /// twice the live slots: a `select!` loop with a timeout arm does not
+    /// pile up slots until they are due. (A timer is never dead here: its
+    /// handle stops it when dropped, and an `after` in a `select!` loop
+    /// is a lazy timer, on the heap only while the select is parked.)
     fn sweep(&self, h: &mut Vec<Slot>) -> Vec<Slot> {
         let mut dead = Vec::new();
         let mut i = 0;
         while i < h.len() {
             let live = match &h[i].what {
                 What::Wake(w) => w.is_waiting(),
-                What::Timer(t, _) => t.alive.get().is_none_or(|alive| alive()),
+                What::Timer(..) => true,
             };
             if live {
                 i += 1;
@@ -405,25 +447,93 @@ fn set_index(h: &[Slot], i: usize) {
 }
 
 impl TimerInner {
-    fn run_lock(&self) -> MutexGuard<'_, ()> {
+    fn run_lock(&self) -> MutexGuard<'_, Arming> {
         self.run.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the timer off its heap (or cancels a popped firing); returns
-    /// whether it was pending. With the run lock held.
-    fn disarm(&self, h: &mut Vec<Slot>) -> bool {
+    /// Ends the current arming: takes the timer off its heap (or cancels
+    /// a popped firing); returns whether it was pending (armed, or due
+    /// with its firing not run: Go 1.23 runs such a lazy timer and drains
+    /// its value, with the same answer). With the run lock held, and the
+    /// heap's if `a.heaped`.
+    fn disarm(&self, a: &mut Arming, h: Option<&mut Vec<Slot>>) -> bool {
         self.seq.fetch_add(1, Ordering::Relaxed);
-        let i = self.index.load(Ordering::Relaxed);
-        if i != NOT_HEAPED {
-            self.heap.remove(h, i);
-            true
+        self.lazy_when.store(NONE, Ordering::Relaxed);
+        if let Some(h) = h {
+            let i = self.index.load(Ordering::Relaxed);
+            if i != NOT_HEAPED {
+                self.heap.remove(h, i);
+            } else {
+                self.popped.store(false, Ordering::Relaxed);
+            }
+        }
+        a.heaped = false;
+        a.when.take().is_some()
+    }
+
+    /// `disarm`, taking the heap lock only if the timer is on its heap.
+    fn disarm_locking(&self, a: &mut Arming) -> bool {
+        if a.heaped {
+            let mut h = self.heap.lock();
+            self.disarm(a, Some(&mut h))
         } else {
-            self.popped.swap(false, Ordering::Relaxed)
+            self.disarm(a, None)
         }
     }
 
+    /// Puts the armed timer on its heap (run lock held, not heaped).
+    fn push(self: &Arc<Self>, a: &mut Arming, when: Instant) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        let mut h = self.heap.lock();
+        let (first, swept) = self.heap.push(&mut h, when, What::Timer(self.clone(), seq));
+        drop(h);
+        drop(swept);
+        a.heaped = true;
+        self.lazy_when.store(NONE, Ordering::Relaxed);
+        if first {
+            (self.heap.kick)(nanos(when));
+        }
+    }
+
+    /// Arms a periodic timer's next tick, or ends a one-shot's arming,
+    /// after a firing (run lock held, off the heap).
+    fn rearm(self: &Arc<Self>, a: &mut Arming, keep: bool, now: Instant) {
+        let period = self.period.load(Ordering::Relaxed);
+        // The next tick after now (missed ticks are skipped, as Go's ticker
+        // does); a period past what `Instant` holds: no next tick.
+        let next = if keep && period != 0 {
+            now.checked_add(Duration::from_nanos(period))
+        } else {
+            None
+        };
+        a.when = next;
+        match next {
+            Some(when) if !self.lazy || a.blocked > 0 => self.push(a, when),
+            Some(when) => self.lazy_when.store(nanos(when), Ordering::Relaxed),
+            None => {}
+        }
+        self.settle(a);
+    }
+
+    /// Publishes whether the timer is idle (see the invariants), at the
+    /// end of a change made under the run lock.
+    fn settle(&self, a: &Arming) {
+        self.idle
+            .store(a.when.is_none() && !a.heaped, Ordering::Release);
+    }
+
+    /// Fires a lazy timer that is due and off its heap, here and now
+    /// (Go's `maybeRunChan`). Run lock held.
+    fn run_lazy(self: &Arc<Self>, a: &mut Arming, now: Instant) {
+        if a.heaped || a.when.is_none_or(|w| w > now) {
+            return;
+        }
+        let keep = (self.f)(&Fire { spawn: None });
+        self.rearm(a, keep, now);
+    }
+
     fn fire(self: Arc<Self>, seq: u64, now: Instant, fire: &Fire<'_>) {
-        let _run = self.run_lock();
+        let mut a = self.run_lock();
         {
             let _h = self.heap.lock();
             if self.seq.load(Ordering::Relaxed) != seq || !self.popped.load(Ordering::Relaxed) {
@@ -431,27 +541,9 @@ impl TimerInner {
             }
             self.popped.store(false, Ordering::Relaxed);
         }
+        a.heaped = false;
         let keep = (self.f)(fire);
-        let period = self.period.load(Ordering::Relaxed);
-        if keep && period != 0 {
-            let mut h = self.heap.lock();
-            if self.seq.load(Ordering::Relaxed) == seq
-                && self.index.load(Ordering::Relaxed) == NOT_HEAPED
-            {
-                // The next tick after now (missed ticks are skipped, as
-                // Go's ticker does).
-                // A period past what `Instant` holds: no next tick.
-                let Some(when) = now.checked_add(Duration::from_nanos(period)) else {
-                    return;
-                };
-                let (first, swept) = self.heap.push(&mut h, when, What::Timer(self.clone(), seq));
-                drop(h);
-                drop(swept);
-                if first {
-                    (self.heap.kick)(nanos(when));
-                }
-            }
-        }
+        self.rearm(&mut a, keep, now);
     }
 }
 
@@ -476,17 +568,24 @@ impl Timer {
     /// is the park tier's: it picks the heap).
     pub(crate) fn on(
         heap: Arc<Timers>,
+        lazy: bool,
         f: impl Fn(&Fire<'_>) -> bool + Send + Sync + 'static,
     ) -> Timer {
         Timer {
             inner: Some(Arc::new(TimerInner {
                 heap,
-                run: Mutex::new(()),
+                run: Mutex::new(Arming {
+                    when: None,
+                    heaped: false,
+                    blocked: 0,
+                }),
                 index: AtomicUsize::new(NOT_HEAPED),
                 seq: AtomicU64::new(0),
                 popped: AtomicBool::new(false),
                 period: AtomicU64::new(0),
-                alive: OnceLock::new(),
+                lazy,
+                lazy_when: AtomicU64::new(NONE),
+                idle: AtomicBool::new(true),
                 f,
             })),
         }
@@ -519,18 +618,17 @@ impl Timer {
         then: impl FnOnce() -> bool,
     ) -> bool {
         let t = self.inner();
-        let _run = t.run_lock();
-        let mut h = t.heap.lock();
-        let pending = t.disarm(&mut h);
+        let mut a = t.run_lock();
+        let pending = t.disarm_locking(&mut a);
         let period = period.map_or(0, |p| p.as_nanos().min(u64::MAX as u128) as u64);
         t.period.store(period, Ordering::Relaxed);
-        let seq = t.seq.load(Ordering::Relaxed);
-        let (first, swept) = t.heap.push(&mut h, when, What::Timer(t.clone(), seq));
-        drop(h);
-        drop(swept);
-        if first {
-            (t.heap.kick)(nanos(when));
+        a.when = Some(when);
+        if !t.lazy || a.blocked > 0 {
+            t.push(&mut a, when);
+        } else {
+            t.lazy_when.store(nanos(when), Ordering::Relaxed);
         }
+        t.settle(&a);
         then() || pending
     }
 
@@ -545,11 +643,43 @@ impl Timer {
     /// `reset_then`).
     pub fn stop_then(&self, then: impl FnOnce() -> bool) -> bool {
         let t = self.inner();
-        let _run = t.run_lock();
-        let mut h = t.heap.lock();
-        let pending = t.disarm(&mut h);
-        drop(h);
+        let mut a = t.run_lock();
+        let pending = t.disarm_locking(&mut a);
+        t.settle(&a);
         then() || pending
+    }
+
+    /// For a lazy timer (`new_lazy`): if its arming is due and it is off
+    /// its heap, fires it here and now (Go's `maybeRunChan`). A receiver
+    /// calls it before looking at the channel without blocking, so that
+    /// an expired timer's value is there. A load and a compare when the
+    /// timer is not due.
+    #[inline]
+    pub fn poll(&self) {
+        let t = self.inner();
+        let when = t.lazy_when.load(Ordering::Relaxed);
+        if when != NONE && when <= nanos(Instant::now()) {
+            t.run_lazy(&mut t.run_lock(), Instant::now());
+        }
+    }
+
+    /// A receiver is about to block on a lazy timer's channel: the timer
+    /// goes on its heap (firing it here first if it is due), and stays
+    /// there until the last such receiver drops the guard (Go's
+    /// `blockTimerChan` and `unblockTimerChan`). Blocking with the guard
+    /// held can never wait for a timer that no heap will fire, and
+    /// checkdead sees the timer.
+    pub fn block(&self) -> Blocked {
+        let t = self.inner();
+        let mut a = t.run_lock();
+        a.blocked += 1;
+        if t.lazy {
+            t.run_lazy(&mut a, Instant::now());
+            if let (Some(when), false) = (a.when, a.heaped) {
+                t.push(&mut a, when);
+            }
+        }
+        Blocked { t: t.clone() }
     }
 
     /// Lets the timer run without a handle: a one-shot timer is freed once
@@ -557,30 +687,55 @@ impl Timer {
     pub fn detach(mut self) {
         self.inner = None;
     }
+}
 
-    /// [`detach`](Timer::detach), and the heap may drop the timer before
-    /// it fires once `alive` returns false (nobody could observe the
-    /// firing: for `gort::time::after`, the receiver is gone). `alive` is
-    /// asked under the heap's lock: it must not block or take locks.
-    pub fn detach_while(self, alive: impl Fn() -> bool + Send + Sync + 'static) {
-        let _ = self.inner().alive.set(Box::new(alive));
-        self.detach();
+/// A receiver blocked on a lazy timer's channel ([`Timer::block`]);
+/// dropping it unblocks, and the timer leaves its heap with the last one.
+/// It holds the timer (not a borrow: a `select!` arm keeps it, and must
+/// not borrow what the arms' bodies may move).
+#[must_use = "the timer stays on its heap only while this guard lives"]
+pub struct Blocked {
+    t: Arc<TimerInner>,
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        let t = &self.t;
+        let mut a = t.run_lock();
+        a.blocked -= 1;
+        if a.blocked > 0 || !t.lazy || !a.heaped {
+            return;
+        }
+        let mut h = t.heap.lock();
+        let i = t.index.load(Ordering::Relaxed);
+        if i == NOT_HEAPED {
+            return; // popped: its firing runs once we unlock
+        }
+        t.heap.remove(&mut h, i);
+        drop(h);
+        a.heaped = false;
+        if let Some(when) = a.when {
+            t.lazy_when.store(nanos(when), Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocked").finish_non_exhaustive()
     }
 }
 
 impl Drop for Timer {
     /// Dropping stops the timer, so that a heap never keeps a timer
-    /// nobody holds. A one-shot timer that is off its heap with no firing
-    /// popped (stopped already, or never armed) has nothing to stop: it
-    /// is freed without the two locks. Read without the locks, a stale
-    /// "off the heap" can only hide a firing already popped, which then
-    /// runs its callback as it would have before `drop`.
+    /// nobody holds. An idle timer (stopped, fired, or never armed) has
+    /// nothing to stop: it is freed without a lock. Once `drop` returns,
+    /// no callback is running or will run, as after `stop` (a channel's
+    /// timer sends through a pointer that relies on it: gort-sync's
+    /// time.rs).
     fn drop(&mut self) {
         let Some(t) = &self.inner else { return };
-        if t.period.load(Ordering::Relaxed) == 0
-            && t.index.load(Ordering::Acquire) == NOT_HEAPED
-            && !t.popped.load(Ordering::Acquire)
-        {
+        if t.idle.load(Ordering::Acquire) {
             return;
         }
         self.stop();

@@ -154,10 +154,13 @@ impl<T> Receiver<T> {
     /// parked sender).
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         gort_sched::park::preempt_point();
+        self.chan.poll_timer();
         self.try_recv_now()
     }
 
-    /// `try_recv` that is not a preemption point (see `try_send_now`).
+    /// `try_recv` that is not a preemption point (see `try_send_now`) and
+    /// does not poll a timer channel's timer (it runs under that timer's
+    /// lock, in time.rs's drain).
     pub(crate) fn try_recv_now(&self) -> Result<T, TryRecvError> {
         let mut g = self.chan.lock();
         let r = self.chan.try_recv_locked(&mut g);
@@ -187,8 +190,10 @@ impl<T> Receiver<T> {
         TryIter { rx: self }
     }
 
-    /// Values buffered now.
+    /// Values buffered now (for a timer's channel, counting the value of
+    /// a timer that expired, as Go's `len` does).
     pub fn len(&self) -> usize {
+        self.chan.poll_timer();
         self.chan.len()
     }
 
@@ -201,6 +206,7 @@ impl<T> Receiver<T> {
     /// receiver is waiting. Always true for a rendezvous channel, never
     /// for an unbounded one.
     pub fn is_full(&self) -> bool {
+        self.chan.poll_timer();
         self.chan.is_full()
     }
 

@@ -59,8 +59,8 @@ pub(crate) struct Inner<T> {
 unsafe impl<T: Send> Send for Inner<T> {}
 
 /// Must hold: `senders` and `receivers` count the live `Sender`s and
-/// `Receiver`s (plus one phantom sender for `never()`'s channel, which no
-/// `Sender` can reach); `tx_gone` / `rx_gone` are set by whoever drops a
+/// `Receiver`s (plus one phantom sender for `never()`'s channel and for a
+/// timer's channel, which no `Sender` can reach); `tx_gone` / `rx_gone` are set by whoever drops a
 /// count to zero.
 pub(crate) struct Chan<T> {
     inner: SpinLock<Inner<T>>,
@@ -68,6 +68,10 @@ pub(crate) struct Chan<T> {
     pub(crate) cap: Option<usize>,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
+    /// A timer channel's timer (time.rs; Go's `hchan.timer`), which sends
+    /// on this channel through a pointer to it: the channel stops it
+    /// before it is freed. Receives poll it, and block it while parked.
+    pub(crate) timer: Option<gort_sched::park::Timer>,
 }
 
 /// Which queue a registration is in.
@@ -92,12 +96,22 @@ impl<T> Chan<T> {
             cap,
             senders: AtomicUsize::new(senders),
             receivers: AtomicUsize::new(1),
+            timer: None,
         }
     }
 
     /// Values buffered now.
     pub(crate) fn len(&self) -> usize {
         self.lock().buf.len()
+    }
+
+    /// A timer channel's due value goes in now (`Timer::poll`): called by
+    /// every receive before it looks, never under the channel's lock.
+    #[inline]
+    pub(crate) fn poll_timer(&self) {
+        if let Some(t) = &self.timer {
+            t.poll();
+        }
     }
 
     /// Whether a send would find no room in the buffer now (always, for a
@@ -139,6 +153,9 @@ impl<T> Chan<T> {
         Err(TrySendError::Full(v))
     }
 
+    // Always inlined: a receive's fast path (`recv`) and its cold timer
+    // path both call it, and an outlined call costs the hot one.
+    #[inline(always)]
     pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>) -> Result<T, TryRecvError> {
         if let Some(v) = g.buf.pop_front() {
             // The buffer had been full: move a parked sender's value in
@@ -227,6 +244,15 @@ struct Registered<'a, T> {
     armed: bool,
 }
 
+impl<T> Drop for Chan<T> {
+    fn drop(&mut self) {
+        // Before any other field goes: a firing in progress holds the
+        // timer's run lock and uses this channel; once the timer's drop
+        // returns, none runs or will (its Drop stops it, unless idle).
+        drop(self.timer.take());
+    }
+}
+
 impl<T> Drop for Registered<'_, T> {
     fn drop(&mut self) {
         if self.armed {
@@ -270,6 +296,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.poll_timer();
         let mut g = self.lock();
         match self.try_recv_locked(&mut g) {
             Ok(v) => {
@@ -280,6 +307,41 @@ impl<T> Chan<T> {
             Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
             Err(TryRecvError::Empty) => {}
         }
+        if self.timer.is_some() {
+            drop(g);
+            return self.recv_timer(deadline);
+        }
+        self.recv_park(g, deadline)
+    }
+
+    /// A receive that must wait on a timer's channel: the timer is on its
+    /// heap while we wait (and checkdead sees it). Blocking it takes the
+    /// timer's lock, which is never taken under a channel's: so the lock
+    /// is dropped, and the receive tried again (the block may have fired
+    /// a due timer).
+    #[cold]
+    #[inline(never)]
+    fn recv_timer(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let _blocked = self.timer.as_ref().map(|t| t.block());
+        let mut g = self.lock();
+        match self.try_recv_locked(&mut g) {
+            Ok(v) => {
+                drop(g);
+                gort_sched::park::preempt_point();
+                Ok(v)
+            }
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => self.recv_park(g, deadline),
+        }
+    }
+
+    /// The end of a receive that found nothing: time out, or park.
+    #[inline(always)]
+    fn recv_park(
+        &self,
+        g: SpinGuard<'_, Inner<T>>,
+        deadline: Option<Instant>,
+    ) -> Result<T, RecvTimeoutError> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RecvTimeoutError::Timeout);
         }

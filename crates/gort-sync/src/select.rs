@@ -52,6 +52,13 @@ pub trait Arm {
     /// Takes the arm's entry out of the queue; true if the channel completed
     /// the operation through it.
     fn unregister(&mut self) -> bool;
+    /// The select is about to park: a receive from a timer's channel puts
+    /// the timer on its heap (`gort_sched::park::Timer::block`) until
+    /// [`unblock`](Arm::unblock). Called on the goroutine's stack, with no
+    /// channel locked.
+    fn block(&mut self) {}
+    /// The park is over (see [`block`](Arm::block)).
+    fn unblock(&mut self) {}
 }
 
 /// How a select ends when no arm is ready.
@@ -144,6 +151,9 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
         // in an order derived from its random poll order; crossbeam
         // shuffles too). Any order is deadlock-free: one channel's lock at
         // a time.
+        for arm in arms.iter_mut() {
+            arm.block();
+        }
         let mut regs = Regs { arms: &mut *arms };
         let order = &*order;
         // Deferred: registering touches the arms (on this goroutine's
@@ -162,6 +172,9 @@ pub fn select(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
         });
         let done = regs.finish();
         drop(regs);
+        for arm in arms.iter_mut() {
+            arm.unblock();
+        }
         if done {
             return true;
         }
@@ -198,6 +211,8 @@ pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
     entry: Option<NonNull<Entry<T>>>,
     result: Option<Result<T, RecvError>>,
+    /// While the select parks on a timer's channel: its timer's guard.
+    blocked: Option<gort_sched::park::Blocked>,
 }
 
 impl<'a, T> RecvArm<'a, T> {
@@ -207,6 +222,7 @@ impl<'a, T> RecvArm<'a, T> {
             rx,
             entry: None,
             result: None,
+            blocked: None,
         }
     }
 
@@ -223,6 +239,7 @@ impl<'a, T> RecvArm<'a, T> {
 impl<T> Arm for RecvArm<'_, T> {
     fn try_now(&mut self) -> bool {
         let chan = self.chan();
+        chan.poll_timer();
         let mut g = chan.lock();
         let r = chan.try_recv_locked(&mut g);
         drop(g);
@@ -246,6 +263,16 @@ impl<T> Arm for RecvArm<'_, T> {
         unsafe { Chan::enqueue(&mut g, Dir::Recv, waker, e, token) };
         self.entry = Some(e);
         true
+    }
+
+    fn block(&mut self) {
+        if let Some(t) = &self.chan().timer {
+            self.blocked = Some(t.block());
+        }
+    }
+
+    fn unblock(&mut self) {
+        self.blocked = None;
     }
 
     fn unregister(&mut self) -> bool {

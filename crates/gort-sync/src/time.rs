@@ -17,24 +17,38 @@
 //!   same under its sendLock). `stop`/`reset` return true if
 //!   the timer was pending, or had fired with its value still unread (the
 //!   drain took it): Go 1.23's answer.
+//! - A timer channel's timer is on a heap only while a receiver is blocked
+//!   on the channel (Go 1.23: `blockTimerChan`); a receive that does not
+//!   block (`try_recv`, `len`, a `select!` arm tried before parking)
+//!   first fires a timer that is due (Go's `maybeRunChan`). So making
+//!   and stopping a timer, or an `after` whose `select!` never parks,
+//!   touches no heap, and nothing piles up on one.
 //! - A timer or ticker nobody references is collected: dropping a
 //!   [`Timer`] or [`Ticker`] stops it and frees it at once. [`after`] and
-//!   [`tick`] hand out only the receiver: once it is dropped, the timer
-//!   is freed at its heap's next sweep (heaps sweep when they double, so
-//!   `after` in a `select!` loop keeps at most about twice the live
-//!   timers), or when it fires (its send finds nobody).
+//!   [`tick`] hand out only the receiver: the timer belongs to the
+//!   channel, and goes with its last receiver.
 //! - Durations saturate: `Duration::MAX` (or any duration past the
 //!   representable future) means a timer that never fires (it stays
 //!   pending, a century away, as Go's does).
 //!
+//! The channel owns its timer (`Chan::timer`), and the timer sends on the
+//! channel through a pointer: the channel stops the timer before it is
+//! freed, and a firing runs under the timer's lock, so the pointer is
+//! live whenever it is used. (A `Sender` in the timer instead would be a
+//! cycle, channel to timer to channel, that nothing collects.)
+//!
 //! Rejected: a goroutine per timer sleeping and sending (Go before 1.14:
 //! a goroutine and a stack per timer, and stop cannot take back a value
 //! already sent); a channel of capacity 0 with a blocking send (the
-//! firing thread must never block).
+//! firing thread must never block); every timer on a heap from its
+//! arming (this crate's first design: two locks and a heap slot per
+//! arming, and `after` in a `select!` loop left a slot per iteration
+//! until a sweep).
 
-use crate::chan::{self, Receiver, Sender, TrySendError};
+use crate::chan::Receiver;
+use crate::hchan::Chan;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// When a duration from now ends. A duration past what `Instant` can
@@ -69,6 +83,56 @@ fn drain(rx: &Receiver<Instant>) -> impl FnOnce() -> bool + '_ {
     || rx.try_recv_now().is_ok()
 }
 
+/// Where a timer's firing sends: its channel.
+struct ChanPtr(*const Chan<Instant>);
+
+// SAFETY: the pointer is dereferenced only by the timer's callback, under
+// the timer's run lock, while the channel lives (its Drop stops the timer,
+// taking that lock, before anything is freed); `Chan<Instant>` is Sync.
+unsafe impl Send for ChanPtr {}
+// SAFETY: as for Send: shared use is the channel's own, which is Sync.
+unsafe impl Sync for ChanPtr {}
+
+impl ChanPtr {
+    /// Go's `sendTime`: the time, without blocking; a full channel (a
+    /// value not yet received) misses this one.
+    fn send_now(&self) {
+        // SAFETY: see the Send impl: the channel outlives every firing.
+        let chan = unsafe { &*self.0 };
+        let mut g = chan.lock();
+        let _ = chan.try_send_locked(&mut g, Instant::now());
+    }
+}
+
+/// A timer channel: capacity 1, no `Sender` (one phantom, so it never
+/// disconnects), and the timer `make` builds to send on it.
+fn timer_chan(make: impl FnOnce(ChanPtr) -> gort_sched::park::Timer) -> Receiver<Instant> {
+    let chan = Arc::new_cyclic(|me: &Weak<Chan<Instant>>| {
+        let mut c = Chan::new(Some(1), 1);
+        c.timer = Some(make(ChanPtr(me.as_ptr())));
+        c
+    });
+    Receiver { chan }
+}
+
+/// A lazy timer that sends the time: once, or every period (`ticks`).
+fn sends_time(ticks: bool) -> impl FnOnce(ChanPtr) -> gort_sched::park::Timer {
+    move |c| {
+        gort_sched::park::Timer::new_lazy(move || {
+            c.send_now();
+            ticks
+        })
+    }
+}
+
+/// The timer of a channel from `timer_chan`.
+fn timer_of(rx: &Receiver<Instant>) -> &gort_sched::park::Timer {
+    rx.chan
+        .timer
+        .as_ref()
+        .expect("a timer channel has its timer")
+}
+
 /// A value on the channel after `d`, once. Go's `time.After`.
 ///
 /// ```
@@ -83,14 +147,8 @@ fn drain(rx: &Receiver<Instant>) -> impl FnOnce() -> bool + '_ {
 /// .unwrap();
 /// ```
 pub fn after(d: Duration) -> Receiver<Instant> {
-    let (tx, rx) = chan::bounded(1);
-    let alive = receivers_live(&tx);
-    let t = gort_sched::park::Timer::new(move |_| {
-        let _ = tx.try_send_now(Instant::now());
-        false
-    });
-    t.reset(deadline(d), None);
-    t.detach_while(alive);
+    let rx = timer_chan(sends_time(false));
+    timer_of(&rx).reset(deadline(d), None);
     rx
 }
 
@@ -102,30 +160,9 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 /// never receives is more likely a bug here).
 pub fn tick(d: Duration) -> Receiver<Instant> {
     assert!(!d.is_zero(), "gort::time::tick: zero interval");
-    let (tx, rx) = chan::bounded(1);
-    let alive = receivers_live(&tx);
-    let t = gort_sched::park::Timer::new(move |_| ticker_send(&tx));
-    t.reset(deadline(d), Some(d));
-    t.detach_while(alive);
+    let rx = timer_chan(sends_time(true));
+    timer_of(&rx).reset(deadline(d), Some(d));
     rx
-}
-
-/// Whether a receiver of `tx`'s channel may still live, asked by a heap
-/// sweep without locks: the channel's ends each hold a count of it, and
-/// the timer's closure holds the only sender, so a count of one means
-/// every receiver is gone (Go 1.23 collects such a timer with the
-/// garbage; here the heap's next sweep drops it).
-fn receivers_live(tx: &Sender<Instant>) -> impl Fn() -> bool + Send + Sync + 'static {
-    let chan = Arc::downgrade(&tx.chan);
-    move || chan.strong_count() > 1
-}
-
-/// A ticker's firing: keeps going while a receiver lives.
-fn ticker_send(tx: &Sender<Instant>) -> bool {
-    !matches!(
-        tx.try_send_now(Instant::now()),
-        Err(TrySendError::Disconnected(_))
-    )
 }
 
 /// A single event: the receiver gets the time once the timer expires,
@@ -146,20 +183,15 @@ fn ticker_send(tx: &Sender<Instant>) -> bool {
 /// .unwrap();
 /// ```
 pub struct Timer {
-    raw: gort_sched::park::Timer,
     rx: Receiver<Instant>,
 }
 
 impl Timer {
     /// A timer that sends the time on its receiver after `d`.
     pub fn new(d: Duration) -> Timer {
-        let (tx, rx) = chan::bounded(1);
-        let raw = gort_sched::park::Timer::new(move |_| {
-            let _ = tx.try_send_now(Instant::now());
-            false
-        });
-        arm(&raw, d, None, || false);
-        Timer { raw, rx }
+        let rx = timer_chan(sends_time(false));
+        arm(timer_of(&rx), d, None, || false);
+        Timer { rx }
     }
 
     /// The channel the time arrives on.
@@ -171,14 +203,25 @@ impl Timer {
     /// pending, or had expired with the value unread (which is discarded):
     /// after `reset` returns, no value from before is received.
     pub fn reset(&self, d: Duration) -> bool {
-        arm(&self.raw, d, None, drain(&self.rx))
+        arm(timer_of(&self.rx), d, None, drain(&self.rx))
     }
 
     /// Stops the timer. Returns true if it was pending, or had expired
     /// with the value unread (which is discarded): after `stop` returns,
     /// no value is received until a `reset`.
     pub fn stop(&self) -> bool {
-        self.raw.stop_then(drain(&self.rx))
+        timer_of(&self.rx).stop_then(drain(&self.rx))
+    }
+}
+
+impl Drop for Timer {
+    /// Stops the timer: its receiver may live on in a clone, and then
+    /// receives nothing more. (If this is the last handle of the channel,
+    /// the channel's own drop stops it, once.)
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.rx.chan) > 1 {
+            timer_of(&self.rx).stop();
+        }
     }
 }
 
@@ -194,14 +237,17 @@ impl fmt::Debug for Timer {
 /// `time.AfterFunc`.
 pub fn after_func(d: Duration, f: impl Fn() + Send + Sync + 'static) -> Timer {
     let f = Arc::new(f);
-    let (_tx, rx) = chan::bounded(1);
-    let raw = gort_sched::park::Timer::new(move |fire| {
-        let f = f.clone();
-        fire.go(move || f());
-        false
+    // An eager timer (on its heap from its arming: nobody receives), on a
+    // timer channel only to share `Timer`'s shape.
+    let rx = timer_chan(|_| {
+        gort_sched::park::Timer::new(move |fire| {
+            let f = f.clone();
+            fire.go(move || f());
+            false
+        })
     });
-    arm(&raw, d, None, || false);
-    Timer { raw, rx }
+    arm(timer_of(&rx), d, None, || false);
+    Timer { rx }
 }
 
 /// Ticks at intervals: the receiver gets the time every period; a slow
@@ -223,7 +269,6 @@ pub fn after_func(d: Duration, f: impl Fn() + Send + Sync + 'static) -> Timer {
 /// .unwrap();
 /// ```
 pub struct Ticker {
-    raw: gort_sched::park::Timer,
     rx: Receiver<Instant>,
 }
 
@@ -235,10 +280,9 @@ impl Ticker {
     /// NewTicker").
     pub fn new(d: Duration) -> Ticker {
         assert!(!d.is_zero(), "gort::time::Ticker: zero interval");
-        let (tx, rx) = chan::bounded(1);
-        let raw = gort_sched::park::Timer::new(move |_| ticker_send(&tx));
-        arm(&raw, d, Some(d), || false);
-        Ticker { raw, rx }
+        let rx = timer_chan(sends_time(true));
+        arm(timer_of(&rx), d, Some(d), || false);
+        Ticker { rx }
     }
 
     /// The channel the ticks arrive on.
@@ -253,13 +297,22 @@ impl Ticker {
     /// If `d` is zero.
     pub fn reset(&self, d: Duration) {
         assert!(!d.is_zero(), "gort::time::Ticker::reset: zero interval");
-        arm(&self.raw, d, Some(d), drain(&self.rx));
+        arm(timer_of(&self.rx), d, Some(d), drain(&self.rx));
     }
 
     /// Stops the ticker: no tick is received after it returns (until a
     /// `reset`).
     pub fn stop(&self) {
-        self.raw.stop_then(drain(&self.rx));
+        timer_of(&self.rx).stop_then(drain(&self.rx));
+    }
+}
+
+impl Drop for Ticker {
+    /// Stops the ticker (as `Timer`'s drop).
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.rx.chan) > 1 {
+            timer_of(&self.rx).stop();
+        }
     }
 }
 

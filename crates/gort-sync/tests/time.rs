@@ -225,22 +225,76 @@ fn after_and_tick_work_in_select() {
         .unwrap();
 }
 
-/// A dropped `after` receiver's timer leaves when it fires, a dropped
-/// `tick` receiver's ticker at its next tick; a dropped Timer or Ticker
-/// at once.
+/// Go 1.23's timer channels: an armed timer is on a heap only while a
+/// receiver is blocked on its channel (a select arm included), and leaves
+/// it when the receiver stops waiting; dropped timers and receivers leave
+/// nothing behind.
 #[test]
-fn dropped_timers_and_receivers_are_collected() {
+fn a_timer_is_on_a_heap_only_while_a_receiver_waits_for_it() {
     rt(1)
         .run(|| {
             let base = timers_left();
+            let t = Timer::new(Duration::from_secs(3600));
+            let k = Ticker::new(Duration::from_secs(3600));
+            let a = after(Duration::from_secs(3600));
+            assert_eq!(stats().timers, base, "armed, nobody waiting: on no heap");
+            let (quit_tx, quit_rx) = chan::bounded::<()>(0);
+            let waiter = go(move || {
+                gort_sync::select! {
+                    recv(a) -> _ => unreachable!(),
+                    recv(quit_rx) -> _ => {},
+                }
+                a
+            });
+            let start = Instant::now();
+            while stats().timers != base + 1 && start.elapsed() < SOON {
+                gort_sched::yield_now();
+            }
+            assert_eq!(
+                stats().timers,
+                base + 1,
+                "a blocked select put after's timer on"
+            );
+            quit_tx.send(()).unwrap();
+            let a = waiter.join().unwrap();
+            assert_eq!(stats().timers, base, "the select's wake took it off");
+            drop((t, k, a));
             drop(after(MS));
             drop(tick(MS));
             assert_eq!(timers_left(), base, "after/tick left a timer behind");
-            let t = Timer::new(Duration::from_secs(3600));
-            let k = Ticker::new(Duration::from_secs(3600));
-            assert_eq!(stats().timers, base + 2);
-            drop((t, k));
-            assert_eq!(stats().timers, base, "dropping stops");
+        })
+        .unwrap();
+}
+
+/// A timer that expired while nobody waited has its value for a receive
+/// that does not block: `try_recv`, and a `select!` with a default arm
+/// (Go's maybeRunChan), with no scheduler thread involved.
+#[test]
+fn an_expired_timer_has_its_value_for_a_receive_that_does_not_block() {
+    rt(1)
+        .run(|| {
+            let t = Timer::new(MS);
+            let start = Instant::now();
+            while start.elapsed() < 3 * MS {
+                std::hint::spin_loop();
+            }
+            assert!(t.receiver().try_recv().is_ok(), "try_recv found no value");
+            assert!(t.receiver().try_recv().is_err(), "one value per expiry");
+            t.reset(MS);
+            let a = after(MS);
+            let start = Instant::now();
+            while start.elapsed() < 3 * MS {
+                std::hint::spin_loop();
+            }
+            let mut got = 0;
+            for _ in 0..2 {
+                gort_sync::select! {
+                    recv(t.receiver()) -> v => { v.unwrap(); got += 1; },
+                    recv(a) -> v => { v.unwrap(); got += 1; },
+                    default => {},
+                }
+            }
+            assert_eq!(got, 2, "a select with default missed an expired timer");
         })
         .unwrap();
 }
@@ -251,11 +305,12 @@ fn timers_made_and_stopped_leave_nothing_behind() {
     rt(2)
         .run(move || {
             let base = timers_left();
-            // Kept alive, stopped: off the heap.
+            // Kept alive, stopped. Armed with nobody receiving, they were
+            // on no heap (Go 1.23's lazy timer channels).
             let timers: Vec<_> = (0..n)
                 .map(|i| Timer::new(MS * (1 + i % 1000) + Duration::from_secs(60)))
                 .collect();
-            assert_eq!(stats().timers, base + n as usize);
+            assert_eq!(stats().timers, base);
             for t in &timers {
                 assert!(t.stop());
             }
@@ -357,9 +412,10 @@ fn duration_max_means_for_ever() {
         .unwrap();
 }
 
-/// `after` in a select loop whose other arm always wins, and waits with
-/// an hour's timeout that always end early: the heaps sweep what nobody
-/// can observe any more, instead of keeping every slot for an hour.
+/// `after` in a select loop whose other arm always wins (its timer never
+/// goes on a heap: lazy), and waits with an hour's timeout that always
+/// end early (the heaps sweep those deadlines): neither keeps a slot for
+/// an hour.
 #[test]
 fn after_in_a_select_loop_and_early_woken_deadlines_do_not_pile_up() {
     let n: u32 = if under_qemu() { 2_000 } else { 20_000 };
@@ -396,6 +452,108 @@ fn after_in_a_select_loop_and_early_woken_deadlines_do_not_pile_up() {
             );
             drop(a_tx);
             echo.join().unwrap();
+        })
+        .unwrap();
+}
+
+/// Randomized stress of the lazy timer protocol (timer.rs: block, unblock,
+/// poll, a heap's firing, reset): a goroutine blocks on a timer's channel
+/// while another polls it, resets it, or leaves it, with expiries short
+/// enough to fire in the middle of each. Every arming delivers exactly one
+/// value, unless a reset cancelled it (and said so), a ticker keeps
+/// ticking for a waiter through polls and resets, and no timer stays on
+/// a heap once nobody waits. Alongside, `after` races a sender in a
+/// select. Procs 4, so firings and receives run in parallel.
+#[test]
+fn lazy_timers_under_racing_receivers_resets_and_firings() {
+    let (gs, iters) = if under_qemu() { (4, 40) } else { (8, 300) };
+    // Loose: expiries are at most 600 µs away.
+    const WAIT: Duration = Duration::from_secs(2);
+    rt(4)
+        .run(move || {
+            let base = timers_left();
+            let hs: Vec<_> = (0..gs)
+                .map(|seed| {
+                    go(move || {
+                        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (seed + 1);
+                        let mut rand = move |n: u64| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x % n
+                        };
+                        for _ in 0..iters {
+                            let us = |n| Duration::from_micros(n);
+                            let t = Arc::new(Timer::new(us(rand(300))));
+                            let t2 = t.clone();
+                            // Waits bounded by WAIT, not SOON: their deadline
+                            // slots stay on the heaps until due, and must be
+                            // gone by the final check.
+                            let waiter =
+                                go(move || u32::from(t2.receiver().recv_timeout(WAIT).is_ok()));
+                            let mut expected = 1;
+                            let mut got = 0;
+                            for _ in 0..rand(3) {
+                                gort_sched::yield_now();
+                            }
+                            match rand(3) {
+                                0 => {}
+                                1 => got += u32::from(t.receiver().try_recv().is_ok()),
+                                _ => {
+                                    if t.reset(us(rand(300))) {
+                                        expected -= 1;
+                                    }
+                                    expected += 1;
+                                }
+                            }
+                            got += waiter.join().unwrap();
+                            while got < expected {
+                                t.receiver()
+                                    .recv_timeout(WAIT)
+                                    .expect("an arming lost its value");
+                                got += 1;
+                            }
+                            assert_eq!(got, expected);
+                            assert!(t.receiver().try_recv().is_err(), "a value too many");
+
+                            // A ticker, received from by a waiter while we
+                            // poll it and maybe reset it: it keeps ticking
+                            // through the moves between heap and lazy.
+                            let k = Arc::new(Ticker::new(us(50 + rand(250))));
+                            let k2 = k.clone();
+                            let waiter = go(move || {
+                                for _ in 0..3 {
+                                    k2.receiver().recv_timeout(WAIT).expect("a tick lost");
+                                }
+                            });
+                            for _ in 0..rand(4) {
+                                let _ = k.receiver().try_recv();
+                                gort_sched::yield_now();
+                            }
+                            if rand(2) == 0 {
+                                k.reset(us(50 + rand(250)));
+                            }
+                            waiter.join().unwrap();
+
+                            let (tx, rx) = chan::bounded(1);
+                            let d = us(rand(200));
+                            let sender = go(move || {
+                                for _ in 0..rand(4) {
+                                    gort_sched::yield_now();
+                                }
+                                tx.send(()).unwrap();
+                            });
+                            gort_sync::select! {
+                                recv(rx) -> v => v.unwrap(),
+                                recv(after(d)) -> v => { v.unwrap(); },
+                            }
+                            sender.join().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().for_each(|h| h.join().unwrap());
+            assert_eq!(timers_left(), base, "a timer stayed on a heap");
         })
         .unwrap();
 }
