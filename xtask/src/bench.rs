@@ -23,8 +23,10 @@ USAGE:
    `go test -run - -bench . -benchtime 1000000x`, at GOMAXPROCS=1 and 2,
    when Go is installed (`go` on PATH or /usr/lib/go-1.23/bin/go; skipped
    with a note otherwise). With `--bench NAME` in ARGS only the Go module
-   of that name runs (benches/go/NAME), if there is one. Results are kept
-   in <target>/go-bench/ for later reports.
+   of that name runs (benches/go/NAME), if there is one. Then, unless
+   another `--bench` was named, `--bench cprog` too: benches/cprog/run.sh
+   times a C program calling a user staticlib's callback against Go's
+   c-archive. Results are kept in <target>/go-bench/ for later reports.
 3. The report: the comparison table (gort vs Go vs may vs tokio vs
    corosensei, ratios, the machine) between the bench-report markers of
    docs/performance.md, and the bar chart docs/performance.svg. Rows come
@@ -224,6 +226,15 @@ pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
         if let Err(e) = report::save_go(target, &name, &results) {
             return fail(format!("saving Go results under {}: {e}", target.display()));
         }
+    }
+    if only.is_empty() || only.iter().any(|o| o == "cprog") {
+        // The C program against Go's c-archive: a script, as it builds a
+        // crate outside the workspace (it saves go-bench/cprog.txt).
+        let script = workspace_root().join("benches").join("cprog").join("run.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).env("GO", &go);
+        println!("$ {}", display(&cmd));
+        status(&mut cmd)?;
     }
     Ok(())
 }

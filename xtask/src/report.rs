@@ -10,7 +10,9 @@
 //!   point estimate, in ns per iteration);
 //! - Go: `<target>/go-bench/<module>.txt`, one `name procs ns_per_op` line
 //!   per benchmark, written by `cargo xtask bench` from `go test -bench`
-//!   output ([`parse_go_output`]).
+//!   output ([`parse_go_output`]); benches/cprog/run.sh writes `cprog.txt`
+//!   in the same form, with gort's number beside Go's (a C program timed
+//!   whole, not a criterion benchmark).
 //!
 //! std only, like the rest of xtask: the JSON fields are picked out by hand
 //! and the SVG is written as text.
@@ -41,6 +43,9 @@ pub struct Row {
     /// Go module (benches/go/NAME), benchmark name (without `Benchmark`)
     /// and GOMAXPROCS.
     pub go: Option<(&'static str, &'static str, u32)>,
+    /// gort's number from a Go-form results file instead of criterion
+    /// (a shape a script times, such as benches/cprog).
+    pub gort_file: Option<(&'static str, &'static str, u32)>,
     /// What the table says for may when it has no number (it cannot run
     /// the shape).
     pub may_note: Option<&'static str>,
@@ -55,6 +60,7 @@ const fn row(label: &'static str, gort: &'static str) -> Row {
         tokio: None,
         corosensei: None,
         go: None,
+        gort_file: None,
         may_note: None,
     }
 }
@@ -224,6 +230,14 @@ pub fn rows() -> Vec<Row> {
             ..row(label, id)
         });
     }
+    // A C program's main loop calling a callback in a user's staticlib
+    // (cargo's default release profile), timed whole against Go's
+    // c-archive by benches/cprog/run.sh: what users build.
+    rows.push(Row {
+        gort_file: Some(("cprog", "GortCallbackMainThread", 1)),
+        go: Some(("cprog", "GoCallbackMainThread", 1)),
+        ..row("callback from a C program's main thread (user staticlib)", "")
+    });
     rows.push(Row {
         go: Some(("unwind", "PanicAcrossC", 1)),
         ..row(
@@ -373,9 +387,16 @@ pub fn measure(
     let mut out = Vec::new();
     for r in rows {
         let c = |id: Option<&str>| id.and_then(|id| crit.get(id)).map(|ns| ns / r.per_iter);
+        let file = |k: Option<(&str, &str, u32)>| {
+            k.and_then(|(m, n, p)| go.get(&(m.to_string(), n.to_string(), p)).copied())
+        };
         let ns = [
-            c(Some(r.gort)),
-            r.go.and_then(|(m, n, p)| go.get(&(m.to_string(), n.to_string(), p)).copied()),
+            if r.gort_file.is_some() {
+                file(r.gort_file)
+            } else {
+                c(Some(r.gort))
+            },
+            file(r.go),
             c(r.may),
             c(r.tokio),
             c(r.corosensei),
