@@ -17,12 +17,12 @@
 //!
 //! # The pieces
 //!
-//! - [`NetPoll`]: one per runtime (made on first use), holding a
-//!   `mio::Poll` (epoll, edge-triggered), its `Registry`, and a
+//! - `NetPoll` (netpoll_epoll.rs): one per runtime (made on first use),
+//!   holding a `mio::Poll` (epoll, edge-triggered), its `Registry`, and a
 //!   `mio::Waker` (an eventfd) that breaks a blocked poll (Go's
-//!   `netpollBreak`). Plain threads and sockets made outside any run use
-//!   one process-wide poller served by a thread of its own.
-//! - [`PollDesc`] (Go's `pollDesc`): per registered fd, the parked readers
+//!   `netpollBreak`). Fds registered on a plain thread (outside any run)
+//!   go to one process-wide poller served by a thread of its own.
+//! - `PollDesc` (netpoll_epoll.rs, Go's `pollDesc`): per registered fd, the parked readers
 //!   and writers, a ready bit per direction, per-direction deadlines, and a
 //!   closing flag. Never freed while its poller lives: a freed descriptor
 //!   goes back on the poller's free list, so a stale event (one the kernel
@@ -48,8 +48,13 @@
 //!   writes the eventfd; the poller M clears `polling` under the same lock
 //!   before it looks for an idle P, so either wakep sees it polling and
 //!   the M then finds the P, or wakep sees it gone and starts an M itself.
-//!   A break written before the M enters epoll_wait stays in the eventfd
-//!   and ends the wait at once.
+//!   A break written before the M enters epoll_wait stays pending (a
+//!   flag, and the eventfd's event) and ends the wait at once; a
+//!   non-blocking poll that sees the eventfd's event leaves the flag set
+//!   for the blocking one. Without the break, a goroutine readied from
+//!   outside (a plain thread's channel send, a timer fired by sysmon)
+//!   while the only M sits in epoll_wait would wait for the poll's
+//!   timeout.
 //! - A nearer timer does not break the poll: sysmon fires every heap's
 //!   timers (checktimers.rs) and its wakeups start or break an M as above.
 //!   The poll's timeout (the earliest timer) only lets the M run the due
@@ -62,9 +67,10 @@
 //!
 //! # The pollDesc protocol and its invariant
 //!
-//! Each direction (`Half`) has `ready`, an event counter `seq`, the list of
-//! parked waiters (each a [`Waker`]), and a deadline. All of it, and the
-//! `closing` flag, is under the descriptor's small lock. Registration is
+//! Each direction (`Half`) has `ready`, an event counter `seq`, the list
+//! of parked waiters (each a [`Waker`](crate::park::Waker)), and a
+//! deadline. All of it, and the `closing` flag, is under the descriptor's
+//! small lock. Registration is
 //! edge-triggered: the kernel reports a transition to readable (writable)
 //! once. The poller, for an event: if waiters are parked, bumps `seq` and
 //! wakes all of them; else sets `ready`. A waiter (after a syscall returned
