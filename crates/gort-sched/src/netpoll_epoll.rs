@@ -312,9 +312,14 @@ pub(crate) fn fallback() -> &'static Arc<NetPoll> {
         let served = np.clone();
         std::thread::Builder::new()
             .name("gort-netpoll".into())
-            .spawn(move || loop {
-                if let Some(batch) = served.poll_once(true, None, None) {
-                    served.recycle(batch);
+            .spawn(move || {
+                // It readies only goroutines waiting for an fd: not a
+                // thread that could end a deadlock (outside.rs).
+                crate::outside::enter_service_thread();
+                loop {
+                    if let Some(batch) = served.poll_once(true, None, None) {
+                        served.recycle(batch);
+                    }
                 }
             })
             .unwrap_or_else(|e| fatal(&format!("netpoll: cannot start its thread: {e}")));
