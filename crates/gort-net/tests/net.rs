@@ -122,7 +122,7 @@ fn deadline_moved_while_a_read_waits() {
             assert!(start.elapsed() < Duration::from_secs(10));
             // Near deadline moved far while the read waits: data that comes
             // after the first deadline is read.
-            c.set_read_deadline(Some(Instant::now() + Duration::from_millis(100)));
+            c.set_read_deadline(Some(Instant::now() + Duration::from_millis(500)));
             let reader = c.clone();
             let h = go(move || {
                 let mut buf = [0u8; 8];
@@ -130,7 +130,7 @@ fn deadline_moved_while_a_read_waits() {
             });
             gort_sched::sleep(Duration::from_millis(20));
             c.set_read_deadline(Some(Instant::now() + Duration::from_secs(3600)));
-            gort_sched::sleep(Duration::from_millis(200));
+            gort_sched::sleep(Duration::from_millis(700));
             s.write_all(b"late").unwrap();
             assert_eq!(h.join().unwrap(), Ok(4));
         })
