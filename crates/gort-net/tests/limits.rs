@@ -1,10 +1,15 @@
 //! Faults and resource limits: EMFILE on accept (in a child process with a
-//! lowered RLIMIT_NOFILE), and connect/close cycles that must leak no fd.
+//! lowered RLIMIT_NOFILE), and connect/close cycles that must leak no fd
+//! and no memory (in a child too: the allocator's count is process-wide).
 
 use gort_net::{TcpListener, TcpStream};
 use gort_sched::Runtime;
+use gort_testing::alloc::{live, Counting};
 use gort_testing::{describe, is_child, run_child, scaled};
 use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 fn count_fds() -> usize {
     // The directory's own fd is counted in every call alike.
@@ -90,8 +95,7 @@ fn connect_close_cycles_leak_no_fd() {
         .run(move || {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = l.local_addr().unwrap();
-            let before = count_fds();
-            for _ in 0..n {
+            let cycle = || {
                 let c = TcpStream::connect(addr).unwrap();
                 let (s, _) = l.accept().unwrap();
                 // A reset instead of TIME_WAIT: 100,000 cycles would use up
@@ -101,8 +105,23 @@ fn connect_close_cycles_leak_no_fd() {
                     .unwrap();
                 drop(c);
                 drop(s);
+            };
+            // Warm up: the poller's descriptor pool, the run queues and
+            // the stack pools reach their working size first.
+            for _ in 0..1_000 {
+                cycle();
             }
-            assert_eq!(count_fds(), before);
+            let fds = count_fds();
+            let bytes = live();
+            for _ in 0..n {
+                cycle();
+            }
+            assert_eq!(count_fds(), fds);
+            let grew = live() - bytes;
+            // A leak of even one small allocation per cycle would be 1.6
+            // MB or more; 64 KiB allows for a queue or pool resizing.
+            assert!(grew < 64 * 1024, "{grew} bytes more after {n} cycles");
+            println!("memory: {grew} bytes more after {n} cycles");
         })
         .unwrap();
     println!("NO-LEAK-OK");
