@@ -6,7 +6,8 @@
 //! while a deadlock is suspected. Every goroutine is blocked when every
 //! counted M is idle (an M being started counts as running from the moment
 //! its id is reserved), at least one goroutine lives, no G is on any queue,
-//! and no timer is pending or firing. Whether that is a deadlock depends on
+//! no timer is pending or firing, and no goroutine waits for an fd (the
+//! kernel may ready it: netpoll.rs). Whether that is a deadlock depends on
 //! who else could wake a goroutine (`Builder::external_wakers`):
 //!
 //! - `false`: nobody; it is a deadlock at once.
@@ -80,6 +81,11 @@ impl Sched {
             return false;
         }
         if self.ngoroutines.load(Ordering::Acquire) == 0 || !l.runq.is_empty() {
+            return false;
+        }
+        // A goroutine waiting for an fd can be readied by the kernel (a
+        // peer) at any time: never a deadlock (netpoll.rs).
+        if self.io_waiting() {
             return false;
         }
         // A pending timer will wake a goroutine. (A timer whose waiter was

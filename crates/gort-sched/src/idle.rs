@@ -82,6 +82,12 @@ impl Sched {
             return;
         }
         let mut l = self.lock();
+        // No idle M, and one blocked in the network poller: break its
+        // poll; it takes the idle P itself (netpoll.rs), no new thread.
+        if l.midle.is_empty() && self.netpoll_break_for_work(l.polling) {
+            self.nmspinning.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
         let Some(p) = self.pidle_get(&mut l) else {
             self.nmspinning.fetch_sub(1, Ordering::AcqRel);
             return;

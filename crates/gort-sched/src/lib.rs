@@ -29,7 +29,8 @@
 //!    `schedule`, `idle`, `proc`, `lockosthread`, `stw`, `syscall`,
 //!    `sysmon`, `preempt`, `checkdead`, `checktimers` (the heaps meet the scheduler:
 //!    Go's checkTimers, sysmon's fallback pass), `shutdown`,
-//!    `cgocallback`, `observe`. They
+//!    `cgocallback`, `observe`, `netpoll` (the network poller, whose
+//!    public half is gort-net's tier). They
 //!    call each other's methods through `Sched` and import only layers
 //!    1-3, except for free functions: `lockosthread`'s pinning (used by
 //!    `park` and `cgocallback`) and the park tier (used by the public
@@ -58,6 +59,7 @@ pub mod handshake;
 #[cfg(not(loom))]
 mod handshake;
 mod membarrier;
+mod netpoll_epoll;
 mod note;
 mod outside;
 #[cfg(loom)]
@@ -108,6 +110,7 @@ mod sysmon;
 pub mod cgocall;
 mod go;
 mod local;
+pub mod netpoll;
 pub mod park;
 mod runtime;
 

@@ -21,8 +21,10 @@
 //! as a deadlock only if **no thread outside the runtime is alive**: the
 //! process's thread count (the kernel's, /proc/self/stat) is not larger
 //! than the number of threads this runtime started and still runs (its Ms,
-//! M0 included, sysmon, the observer) and the caller of `run` while it
-//! waits. That is exact where no
+//! M0 included, sysmon, the observer), the caller of `run` while it
+//! waits, and gort's process-wide service threads (the network poller of
+//! plain threads' sockets, which only readies goroutines waiting for an fd:
+//! those are never deadlocked anyway). That is exact where no
 //! thread outside the runtime can hold the other end, and as safe as Go's
 //! rule where one can: Go gives up for good when a C thread could call in;
 //! gort gives up while a thread that could exists, and reports the
@@ -98,6 +100,21 @@ const MIN_TRUST: Duration = Duration::from_millis(10);
 /// last outside thread ended).
 const MAX_TRUST: Duration = Duration::from_secs(1);
 
+/// Threads gort runs for every runtime that can wake a goroutine only in
+/// a way checkdead already accounts for: the process-wide network poller's
+/// thread (netpoll_epoll.rs) readies only goroutines waiting for an fd,
+/// which checkdead never calls deadlocked. Not outside threads, then:
+/// without this, a process that ever registered a socket on a plain thread
+/// would never get a deadlock report again. Counted from inside each
+/// thread, as `own` is.
+static SERVICE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts the calling thread as a service thread (see `SERVICE`) for the
+/// rest of its life: call first thing on it.
+pub(crate) fn enter_service_thread() {
+    SERVICE.fetch_add(1, Ordering::SeqCst);
+}
+
 /// Counts the calling thread as one of the runtime's while it lives.
 pub(crate) struct OwnThread(Arc<Outside>);
 
@@ -137,7 +154,7 @@ impl Outside {
         let Some(n) = process_threads() else {
             return true;
         };
-        let own = self.own.load(Ordering::SeqCst);
+        let own = self.own.load(Ordering::SeqCst) + SERVICE.load(Ordering::SeqCst);
         if n > own {
             let backoff = self.backoff_ns.load(Ordering::Relaxed);
             self.trusted_until.store(now + backoff, Ordering::Relaxed);

@@ -256,6 +256,7 @@ impl Runtime {
         let _ = sysmon.join();
         sched.join_threads();
         sched.clear_timers();
+        sched.netpoll_close();
         drop(observer);
         drop(caller_own);
         crate::current::restore_current(saved);

@@ -18,6 +18,7 @@
 //! | checkdead.rs, shutdown.rs | deadlock detection, the end of a run |
 //! | cgocallback.rs | callbacks from C and extra Ms |
 //! | observe.rs | stats, schedtrace, goroutine dumps |
+//! | netpoll.rs | the network poller: pollDesc, the idle M's poll, injection |
 //!
 //! Lock order: `Sched::lock` (Go's `sched.lock`) before `timers`; `allgs`,
 //! `allm`, `pstore`, `extra_ms` and `ending` are leaves, never held while
@@ -76,6 +77,10 @@ pub(crate) struct Locked {
     /// Stop-the-world: Ps stopped so far, and how many are still running.
     pub(crate) stw_stopped: Vec<*mut P>,
     pub(crate) stw_wait_for: usize,
+    /// An M is blocked in the poller (netpoll.rs): wakep breaks its poll
+    /// rather than start a thread, and the M clears this under the lock
+    /// before it looks for an idle P.
+    pub(crate) polling: bool,
 }
 
 /// How `run` ended, decided by the main goroutine's exit or by checkdead.
@@ -173,6 +178,12 @@ pub(crate) struct Sched {
     pub(crate) fork_gen: u64,
     /// Retakes from running goroutines (see `preempt`).
     pub(crate) live: crate::handshake::SchedLive,
+    /// The network poller, made when the first fd is registered
+    /// (netpoll.rs).
+    pub(crate) netpoll: std::sync::OnceLock<Arc<crate::netpoll_epoll::NetPoll>>,
+    /// Goroutines of this runtime waiting for an fd (on any poller):
+    /// checkdead never calls them deadlocked.
+    pub(crate) io_waiters: AtomicUsize,
 }
 
 // SAFETY: raw pointers inside point to boxed Gs/Ms/Ps owned by this Sched;
@@ -217,6 +228,7 @@ impl Sched {
                 nmidlelocked: 0,
                 stw_stopped: Vec::new(),
                 stw_wait_for: 0,
+                polling: false,
             }),
             allp,
             pstore: Mutex::new(pstore),
@@ -249,6 +261,8 @@ impl Sched {
             dead_suspect: AtomicBool::new(false),
             fork_gen: crate::fork::generation(),
             live: crate::handshake::SchedLive::new(config.max_retaken),
+            netpoll: std::sync::OnceLock::new(),
+            io_waiters: AtomicUsize::new(0),
         }
     }
 

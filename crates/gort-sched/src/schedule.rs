@@ -8,7 +8,9 @@
 //! (at most half the busy Ps have a spinner), four rounds of stealing from
 //! the other Ps in random order, the last also taking runnext. With
 //! nothing found it gives the P back under the lock (re-checking the
-//! global queue there) and goes idle (idle.rs). A stop-the-world in
+//! global queue there) and goes idle (idle.rs), blocking in the network
+//! poller instead of on its note when someone waits for an fd and no
+//! other M is blocked there (netpoll.rs). A stop-the-world in
 //! progress takes the P at the top of the loop (Go's `gcstopm`).
 //!
 //! `execute` switches to the G (mcall.rs) and, when it comes back, acts on
@@ -32,6 +34,7 @@ use crate::fatal::fatal;
 use crate::g::{GRef, G};
 use crate::m::M;
 use crate::mcall::{enter_g, first_context, leave_g, Request};
+use crate::netpoll::IdlePoll;
 use crate::p::P;
 use crate::sched::{Locked, Sched};
 use crate::status::{Status, WaitReason};
@@ -151,6 +154,11 @@ impl Sched {
                     return Some((g, false));
                 }
             }
+            // The network poller, without blocking, if nobody is blocked
+            // in it and someone waits (Go's findRunnable).
+            if let Some(g) = self.netpoll_nonblocking() {
+                return Some((g, false));
+            }
             // Spin: steal, but keep the number of spinning Ms at most half
             // the busy Ps, so that idle Ms do not burn CPU (Go's limit).
             let busy = self
@@ -192,6 +200,13 @@ impl Sched {
                         continue 'top;
                     }
                 }
+            }
+            // Someone waits for an fd and no M is blocked in the poller:
+            // block there instead of on our note (netpoll.rs).
+            match self.netpoll_idle(mr) {
+                IdlePoll::Run(Some(g)) => return Some((g, false)),
+                IdlePoll::Run(None) => continue 'top,
+                IdlePoll::NoP | IdlePoll::NotPolled => {}
             }
             if !self.stopm(m) {
                 return None;

@@ -63,6 +63,7 @@ impl Sched {
     pub(crate) fn finish(&self, l: &mut Locked) {
         self.finished.store(true, Ordering::Release);
         self.sysmon_note.wake();
+        self.netpoll_finish();
         self.done.wake();
         for m in std::mem::take(&mut l.midle) {
             // SAFETY: idle Ms are parked on their notes; nextp stays null

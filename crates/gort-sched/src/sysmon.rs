@@ -2,7 +2,7 @@
 //! the Ps of Ms stuck in syscalls, and sleeps when there is nothing to do.
 //!
 //! Each pass: fire the due timers (timer.rs), then run checkdead if any
-//! fired (a stale timer may have been all that kept it quiet); then look
+//! fired, poll the network if nobody has for 10 ms (netpoll.rs) (a stale timer may have been all that kept it quiet); then look
 //! at every P in a syscall (`retake`, with retake.rs's record of when each
 //! syscall was first seen) and hand off the Ps of long ones that something
 //! waits for. Then sleep:
@@ -66,6 +66,9 @@ impl Sched {
                 self.sysmon_checkdead();
             }
             let now_ns = self.now_nanos();
+            // The network poller's fallback: poll if nobody has for 10 ms
+            // and someone waits (netpoll.rs).
+            let io_soon = self.sysmon_netpoll(now_ns);
             // During shutdown: hurry running goroutines to their unwind,
             // and end the run without those that stay outside (shutdown.rs).
             let detach_at = if self.is_shutting_down() {
@@ -131,6 +134,14 @@ impl Sched {
             let wake_at = if self.dead_suspect.load(Ordering::SeqCst) {
                 let recheck = Instant::now() + self.outside.recheck_in();
                 Some(wake_at.map_or(recheck, |t| t.min(recheck)))
+            } else {
+                wake_at
+            };
+            // Someone waits for an fd and no M is blocked in the poller:
+            // come back to poll within 10 ms.
+            let wake_at = if io_soon {
+                let at = Instant::now() + Duration::from_nanos(crate::netpoll::SYSMON_POLL_NS);
+                Some(wake_at.map_or(at, |t| t.min(at)))
             } else {
                 wake_at
             };

@@ -95,6 +95,28 @@ impl Waker {
         }
     }
 
+    /// The goroutine this waker wakes, if it wakes one.
+    pub(crate) fn goroutine(&self) -> Option<GRef> {
+        match &self.0 {
+            Target::Goroutine { g, .. } => Some(*g),
+            Target::Shared(_) => None,
+        }
+    }
+
+    /// `wake` for a goroutine's waker, without queueing it: true if this
+    /// call won and made the goroutine runnable, which the caller must
+    /// then queue (the netpoller's batch, `Sched::inject_batch`). A win
+    /// over a goroutine not yet parked only records the outcome (false).
+    pub(crate) fn win_only(&self) -> bool {
+        match &self.0 {
+            Target::Goroutine { g, word } => g_of(*g).state().win(*word, WOKEN) == Some(true),
+            Target::Shared(_) => {
+                self.wake();
+                false
+            }
+        }
+    }
+
     pub(crate) fn time_out(&self) -> bool {
         self.finish(TIMED_OUT)
     }

@@ -1,5 +1,6 @@
-//! A tour of gort: goroutines, channels, select, the deadlock detector and
-//! the scheduler's counters, through the `gort` facade.
+//! A tour of gort: goroutines, channels, select, an echo server, the
+//! deadlock detector and the scheduler's counters, through the `gort`
+//! facade.
 //!
 //! Run it from the repository root (it takes a few seconds):
 //!
@@ -47,6 +48,7 @@ fn main() {
             whispers();
             select_with_timeout();
             timers_and_context();
+            echo_server();
             blocking_c_call();
             c_threads_call_back();
             panic_across_c();
@@ -56,6 +58,66 @@ fn main() {
 
     deadlock_is_an_error();
     summary(&stats, start.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// 5. An echo server: a goroutine per connection on the network poller
+// ---------------------------------------------------------------------------
+
+fn echo_server() {
+    use gort::net::{TcpListener, TcpStream};
+    use std::io::{Read, Write};
+    // Two fds per connection (both ends are here): 200 stays far below the
+    // common soft limit of 1,024 open files.
+    const CONNS: usize = 200;
+    const ROUNDS: usize = 50;
+    section(&format!(
+        "5. An echo server: {CONNS} connections, a goroutine each, {ROUNDS} round trips"
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let server = listener.clone();
+    gort::go(move || {
+        // Ends when `close` below wakes the accept with an error.
+        for conn in server.incoming() {
+            let Ok(mut conn) = conn else { return };
+            gort::go(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let t = Instant::now();
+    let clients: Vec<_> = (0..CONNS)
+        .map(|i| {
+            gort::go(move || {
+                let mut c = TcpStream::connect(addr).expect("connect");
+                let mut back = [0u8; 64];
+                for r in 0..ROUNDS {
+                    let msg = [(i + r) as u8; 64];
+                    c.write_all(&msg).unwrap();
+                    c.read_exact(&mut back).unwrap();
+                    assert_eq!(msg, back);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    listener.close();
+    let s = gort::stats();
+    println!(
+        "  {} round trips in {} ms, on {} OS threads for {} Ps (a blocked read parks its goroutine, not its thread)",
+        CONNS * ROUNDS,
+        t.elapsed().as_millis(),
+        s.threads,
+        s.procs
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -323,7 +385,7 @@ fn timers_and_context() {
 // ---------------------------------------------------------------------------
 
 fn deadlock_is_an_error() {
-    section("5. A deadlock is an error, not a hang");
+    section("6. A deadlock is an error, not a hang");
     let t = Instant::now();
     let result = gort::run(|| {
         let (tx, rx) = chan::bounded::<u32>(0);
@@ -354,11 +416,11 @@ fn deadlock_is_an_error() {
 }
 
 // ---------------------------------------------------------------------------
-// 6. What the scheduler did
+// 7. What the scheduler did
 // ---------------------------------------------------------------------------
 
 fn summary(s: &gort::Stats, took: Duration) {
-    section("6. gort::stats() at the end of the tour's runtime");
+    section("7. gort::stats() at the end of the tour's runtime");
     println!("  procs (GOMAXPROCS)     {}", s.procs);
     println!(
         "  OS threads (Ms)        {} ({} idle, {} spinning)",

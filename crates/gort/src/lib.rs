@@ -128,6 +128,14 @@ pub mod cgo {
     pub use gort_cgo::*;
 }
 
+/// Networking for goroutines, shaped like `std::net` (gort-net; docs/net.md):
+/// [`net::TcpListener`], [`net::TcpStream`], [`net::UdpSocket`], Unix
+/// sockets, and [`net::PollFd`] for any non-blocking fd. A blocking call
+/// parks the goroutine on the network poller, not its thread.
+pub mod net {
+    pub use gort_net::*;
+}
+
 /// Configures a goroutine before spawning it, like `std::thread::Builder`
 /// (gort-sched's `GoBuilder`).
 ///

@@ -1,0 +1,3 @@
+module gortbench/echo
+
+go 1.23
