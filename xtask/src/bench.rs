@@ -230,7 +230,10 @@ pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
     if only.is_empty() || only.iter().any(|o| o == "cprog") {
         // The C program against Go's c-archive: a script, as it builds a
         // crate outside the workspace (it saves go-bench/cprog.txt).
-        let script = workspace_root().join("benches").join("cprog").join("run.sh");
+        let script = workspace_root()
+            .join("benches")
+            .join("cprog")
+            .join("run.sh");
         let mut cmd = Command::new("bash");
         cmd.arg(&script).env("GO", &go);
         println!("$ {}", display(&cmd));

@@ -236,7 +236,10 @@ pub fn rows() -> Vec<Row> {
     rows.push(Row {
         gort_file: Some(("cprog", "GortCallbackMainThread", 1)),
         go: Some(("cprog", "GoCallbackMainThread", 1)),
-        ..row("callback from a C program's main thread (user staticlib)", "")
+        ..row(
+            "callback from a C program's main thread (user staticlib)",
+            "",
+        )
     });
     rows.push(Row {
         go: Some(("unwind", "PanicAcrossC", 1)),
