@@ -24,7 +24,8 @@
 //! M0 included, sysmon, the observer), the caller of `run` while it
 //! waits, and gort's process-wide service threads (the network poller of
 //! plain threads' sockets, which only readies goroutines waiting for an fd:
-//! those are never deadlocked anyway). That is exact where no
+//! those are never deadlocked anyway; the timer thread of plain threads'
+//! timers while it has none to fire). That is exact where no
 //! thread outside the runtime can hold the other end, and as safe as Go's
 //! rule where one can: Go gives up for good when a C thread could call in;
 //! gort gives up while a thread that could exists, and reports the
@@ -154,7 +155,9 @@ impl Outside {
         let Some(n) = process_threads() else {
             return true;
         };
-        let own = self.own.load(Ordering::SeqCst) + SERVICE.load(Ordering::SeqCst);
+        let own = self.own.load(Ordering::SeqCst)
+            + SERVICE.load(Ordering::SeqCst)
+            + usize::from(crate::timer::fallback_thread_idle());
         if n > own {
             let backoff = self.backoff_ns.load(Ordering::Relaxed);
             self.trusted_until.store(now + backoff, Ordering::Relaxed);

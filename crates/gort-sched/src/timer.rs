@@ -769,10 +769,19 @@ struct Fallback {
     note: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
+static FALLBACK: OnceLock<Fallback> = OnceLock::new();
+
+/// Whether the process-wide heap's thread runs with nothing to fire: it
+/// cannot wake a goroutine then, so it is no outside thread that could end
+/// a deadlock (outside.rs). With a timer pending it is one: a goroutine
+/// may be blocked on that timer's channel.
+pub(crate) fn fallback_thread_idle() -> bool {
+    FALLBACK.get().is_some_and(|f| f.timers.is_idle())
+}
+
 /// The process-wide heap for timers made on plain threads, and its thread
 /// (started on first use).
 pub(crate) fn fallback() -> Arc<Timers> {
-    static FALLBACK: OnceLock<Fallback> = OnceLock::new();
     let f = FALLBACK.get_or_init(|| {
         let note = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let kick_note = note.clone();

@@ -58,6 +58,10 @@ fn main() {
             "goroutines_deadlocked_among_themselves_are_reported",
             goroutines_deadlocked_among_themselves_are_reported,
         ),
+        (
+            "a_deadlock_is_reported_after_a_plain_thread_used_a_timer",
+            a_deadlock_is_reported_after_a_plain_thread_used_a_timer,
+        ),
     ];
     gort_testing::harness(TESTS)
 }
@@ -435,6 +439,39 @@ fn a_goroutine_waiting_for_a_c_thread_callback_is_not_a_deadlock() {
 
 /// Goroutines that wait only for each other, in a process with no thread
 /// outside the runtime: still reported, under default settings.
+/// The process-wide timer thread (timers made on plain threads) counts as
+/// a thread that could end a deadlock only while it has a timer to fire:
+/// once it is idle, a deadlock among goroutines is reported.
+fn a_deadlock_is_reported_after_a_plain_thread_used_a_timer() {
+    const NAME: &str = "a_deadlock_is_reported_after_a_plain_thread_used_a_timer";
+    if is_child(NAME) {
+        // A hang (no report) ends the child in 30 s instead of the
+        // harness's 120; a watchdog thread would itself be an outside one.
+        // SAFETY: alarm(2) only arms a timer; SIGALRM ends the process.
+        unsafe { libc::alarm(30) };
+        // Starts the process-wide timer thread, and waits for its firing.
+        std::thread::spawn(|| gort::time::after(Duration::from_millis(1)).recv().unwrap())
+            .join()
+            .unwrap();
+        let err = rt(2)
+            .run(|| {
+                let (_tx, rx) = gort::chan::bounded::<()>(0);
+                let _ = rx.recv();
+            })
+            .unwrap_err();
+        println!("{err}");
+        return;
+    }
+    let out = run_child(NAME);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all goroutines are asleep - deadlock!"),
+        "{}",
+        describe(&out)
+    );
+}
+
 fn goroutines_deadlocked_among_themselves_are_reported() {
     const NAME: &str = "goroutines_deadlocked_among_themselves_are_reported";
     if is_child(NAME) {
