@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::checks::{examples, miri, msrv_build, no_default_features, package, release_tests};
 use crate::lint::lint;
 use crate::loom::loom;
-use crate::process::{cargo, fail, host_triple, secs, status, Error};
+use crate::process::{cargo, fail, host_triple, secs, status, take_failure_lines, Error};
 use crate::setup::setup;
 use crate::targets::{all_targets, plan_for, AARCH64, I686, TEST_EXCLUDED};
 use crate::test::test;
@@ -118,7 +118,7 @@ pub(crate) fn ci(only: &[String]) -> Result<(), Error> {
     let start = Instant::now();
     let total = steps.len();
     let mut done: Vec<(&str, Duration, bool)> = Vec::new();
-    let mut failures: Vec<(&str, String)> = Vec::new();
+    let mut failures: Vec<(&str, String, Vec<String>)> = Vec::new();
     for (i, (name, step)) in steps.iter().enumerate() {
         println!();
         println!(
@@ -129,9 +129,10 @@ pub(crate) fn ci(only: &[String]) -> Result<(), Error> {
         let t = Instant::now();
         let result = step();
         done.push((name, t.elapsed(), result.is_ok()));
+        let lines = take_failure_lines();
         if let Err(Error::Usage(m) | Error::Failed(m)) = result {
             eprintln!("ci: step `{name}` failed: {m}");
-            failures.push((*name, m));
+            failures.push((*name, m, lines));
             // Without the tools nothing else can run; any other step's
             // failure leaves the rest worth running (one run shows every
             // failing step).
@@ -161,7 +162,16 @@ pub(crate) fn ci(only: &[String]) -> Result<(), Error> {
         println!("ci: all {total} steps passed");
         return Ok(());
     }
-    let names: Vec<&str> = failures.iter().map(|(n, _)| *n).collect();
+    // What failed, where the reader of a log's tail sees it.
+    for (name, message, lines) in &failures {
+        println!();
+        println!("failed: {name}");
+        println!("  {message}");
+        for line in lines {
+            println!("  | {line}");
+        }
+    }
+    let names: Vec<&str> = failures.iter().map(|(n, _, _)| *n).collect();
     fail(format!(
         "ci: {} of {total} steps failed: {}",
         failures.len(),

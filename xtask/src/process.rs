@@ -6,8 +6,11 @@
 use std::env;
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
 use std::time::Duration;
 
 /// An error ends the command with a message; usage errors also print a hint.
@@ -105,14 +108,84 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
-/// Runs `cmd` with inherited stdio, echoing it first; Ok when it exits 0.
+/// Runs `cmd`, echoing it first and passing its output through; Ok when
+/// it exits 0. The lines that name a failure (see [`names_a_failure`]) are
+/// also kept, for `ci`'s summary: CI shows a log's head and tail, and a
+/// failed test's name sits in the middle of thousands of lines.
 pub(crate) fn status(cmd: &mut Command) -> Result<(), Error> {
     println!("$ {}", display(cmd));
-    match cmd.status() {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return fail(format!("could not run `{}`: {e}", short(cmd))),
+    };
+    let out = child.stdout.take().map(|r| pass_through(r, false));
+    let err = child.stderr.take().map(|r| pass_through(r, true));
+    let result = child.wait();
+    for reader in [out, err].into_iter().flatten() {
+        let _ = reader.join();
+    }
+    match result {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => fail(format!("`{}` failed ({s})", short(cmd))),
         Err(e) => fail(format!("could not run `{}`: {e}", short(cmd))),
     }
+}
+
+/// Lines that named a failure since the last [`take_failure_lines`].
+static FAILURE_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// At most this many failure lines are kept per step.
+const FAILURE_LINES_KEPT: usize = 60;
+
+/// The failure lines the commands run since the last call printed.
+pub(crate) fn take_failure_lines() -> Vec<String> {
+    std::mem::take(&mut *FAILURE_LINES.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Copies `from` to our stdout (or stderr) line by line, keeping the lines
+/// that name a failure.
+fn pass_through(from: impl Read + Send + 'static, to_stderr: bool) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut from = BufReader::new(from);
+        let mut line = Vec::new();
+        let mut keep_next = false;
+        loop {
+            line.clear();
+            match from.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let _ = if to_stderr {
+                io::stderr().lock().write_all(&line)
+            } else {
+                io::stdout().lock().write_all(&line)
+            };
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            // A panic's message is on the line after its location.
+            let keep = std::mem::replace(&mut keep_next, text.contains("panicked at"));
+            if keep || names_a_failure(text) {
+                let mut kept = FAILURE_LINES.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() < FAILURE_LINES_KEPT {
+                    kept.push(text.to_string());
+                }
+            }
+        }
+    })
+}
+
+/// Whether a line of cargo's or the test harness's output names a failure:
+/// a failed test, a panic, a test binary killed by a signal, a watchdog.
+fn names_a_failure(line: &str) -> bool {
+    let t = line.trim_start();
+    (t.starts_with("test ") && t.ends_with("FAILED"))
+        || (t.starts_with("---- ") && t.ends_with(" ----"))
+        || t.contains("panicked at")
+        || t.starts_with("error: test failed")
+        || t.starts_with("test result: FAILED")
+        || t.contains("(signal:")
+        || t.contains("has been running for over")
 }
 
 /// Program and arguments only, for error messages.
