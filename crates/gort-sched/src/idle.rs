@@ -18,6 +18,8 @@
 //!   then wakes its note. It is called with the scheduler lock held, and a
 //!   new M is counted in `mcount` before the lock drops, so checkdead never
 //!   sees "no M running" while one starts.
+//! - With one P, a producer that holds it wakes nobody (`make_runnable`):
+//!   no P can be idle and no M spin while it holds the only one.
 //! - Every note is cleared *after* its sleep (Go's `mPark`), never before:
 //!   a wakeup that comes before the sleep is never lost.
 //!

@@ -424,6 +424,14 @@ impl Sched {
             if let Err(overflow) = q.push(g.0, next) {
                 self.runq_overflow(overflow);
             }
+            // With one P, and this M holding it, no P is idle and no M
+            // spins (a spinner holds a P): there is nobody to wake, and
+            // `wakep`'s fence is the dearest instruction of a wake. Exact,
+            // not a guess: the count of Ps changes only with the world
+            // stopped, which needs our P.
+            if self.procs() == 1 {
+                return;
+            }
         }
         self.wakep();
     }
