@@ -35,6 +35,65 @@
 /// tick, at least 20 µs).
 pub(crate) const LONG_NS: u64 = 20_000;
 
+/// sysmon's poll interval while syscalls are being made.
+pub(crate) const POLL_NS: u64 = 25_000;
+
+/// Polling passes that see only short syscalls before the interval starts
+/// to double (Go: 50 idle passes).
+pub(crate) const BACKOFF_AFTER: u32 = 50;
+
+/// The longest poll interval: 32 x `POLL_NS`. A syscall that blocks after
+/// a run of short ones loses its P within two polls, 1.6 ms (Go backs off
+/// to 10 ms, so its handoff after such a run takes up to 20 ms).
+pub(crate) const MAX_POLL_NS: u64 = POLL_NS << 5;
+
+/// sysmon's poll interval while syscalls are being made (Go's `delay` in
+/// `sysmon`): `POLL_NS` while some syscall lasts from one pass to the
+/// next or a P was just retaken, doubling per pass after `BACKOFF_AFTER`
+/// passes that saw only short ones, up to `MAX_POLL_NS`.
+///
+/// Why: a thread that calls C in a loop (a C program's main loop calling
+/// Rust, a goroutine making many small C calls) has its P in the syscall
+/// state at nearly every pass, each time with a new tick. Polled every
+/// 25 µs and woken again 20 µs after each sighting to judge it, that was
+/// ~14,000 sysmon wakeups a second doing nothing, on a core the program
+/// could use. Backed off, sysmon also stops chasing the `due` of syscalls
+/// first seen at a pass: the next pass judges them (a blocked one has
+/// then been watched for a whole interval, so it is long at once).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Backoff {
+    short_passes: u32,
+}
+
+impl Backoff {
+    /// A polling pass: `lasting` when a syscall in flight now was in
+    /// flight at the previous pass too, `retook` when a P was retaken.
+    pub(crate) fn pass(&mut self, lasting: bool, retook: bool) {
+        self.short_passes = if lasting || retook {
+            0
+        } else {
+            self.short_passes.saturating_add(1)
+        };
+    }
+
+    /// sysmon stopped polling (no syscall for 10 ms): start afresh.
+    pub(crate) fn reset(&mut self) {
+        self.short_passes = 0;
+    }
+
+    /// How long to sleep until the next pass.
+    pub(crate) fn interval_ns(&self) -> u64 {
+        let doublings = self.short_passes.saturating_sub(BACKOFF_AFTER).min(5);
+        (POLL_NS << doublings).min(MAX_POLL_NS)
+    }
+
+    /// Whether to wake when a syscall seen in flight becomes long enough
+    /// to retake (not while backed off).
+    pub(crate) fn chase_due(&self) -> bool {
+        self.short_passes <= BACKOFF_AFTER
+    }
+}
+
 /// sysmon's record of one P between passes. Owned by sysmon alone.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Watch {
@@ -156,6 +215,38 @@ impl SliceWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polling_backs_off_only_after_a_run_of_short_passes() {
+        let mut b = Backoff::default();
+        for _ in 0..BACKOFF_AFTER {
+            b.pass(false, false);
+            assert_eq!(b.interval_ns(), POLL_NS);
+            assert!(b.chase_due());
+        }
+        b.pass(false, false);
+        assert_eq!(b.interval_ns(), 2 * POLL_NS);
+        assert!(!b.chase_due(), "backed off, dues are left to the next pass");
+        for _ in 0..100 {
+            b.pass(false, false);
+        }
+        assert_eq!(b.interval_ns(), MAX_POLL_NS);
+        // A syscall that lasts across passes, or a retake: back to the
+        // base interval at once.
+        b.pass(true, false);
+        assert_eq!(b.interval_ns(), POLL_NS);
+        assert!(b.chase_due());
+        for _ in 0..200 {
+            b.pass(false, false);
+        }
+        b.pass(false, true);
+        assert_eq!(b.interval_ns(), POLL_NS);
+        for _ in 0..200 {
+            b.pass(false, false);
+        }
+        b.reset();
+        assert_eq!(b.interval_ns(), POLL_NS);
+    }
 
     const US: u64 = 1_000;
 

@@ -9,7 +9,10 @@
 //! - every 25 µs while a P is in a syscall or a syscall started in the
 //!   last 10 ms, and exactly until a syscall seen in flight becomes long
 //!   enough to retake, so a stuck syscall loses its P within a poll and
-//!   20 µs every time (Go backs off to 10 ms sleeps here);
+//!   20 µs; but after 50 passes that saw only short syscalls (a C loop)
+//!   the interval doubles per pass up to 800 µs, and a syscall that then
+//!   blocks loses its P within two polls (`retake::Backoff`; Go backs off
+//!   to 10 ms);
 //! - otherwise until the next timer, or until woken (`add_timer` with a new
 //!   earliest deadline, `watch_syscall`, checkdead's suspicion): an idle
 //!   runtime costs no CPU;
@@ -26,6 +29,18 @@ use crate::p::{HeldP, P};
 use crate::sched::Sched;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+/// What one `retake` pass saw.
+pub(crate) struct RetakePass {
+    /// Some P is in a syscall.
+    in_syscall: bool,
+    /// When the next syscall not yet long enough becomes due.
+    due: Option<u64>,
+    /// Some syscall in flight now was in flight at the previous pass.
+    lasting: bool,
+    /// A P was retaken.
+    retook: bool,
+}
 
 impl Sched {
     /// Go's `sysmon`: a thread without a P. Fires timers when they are due,
@@ -45,6 +60,7 @@ impl Sched {
         }
         // Per P: the syscall in flight and when sysmon first saw it.
         let mut watch: Vec<crate::retake::Watch> = Vec::new();
+        let mut backoff = crate::retake::Backoff::default();
         let mut slices: Vec<crate::retake::SliceWatch> = Vec::new();
         let mut last_ticks = self.syscall_ticks();
         let mut last_activity = 0u64;
@@ -76,7 +92,8 @@ impl Sched {
             } else {
                 None
             };
-            let (in_syscall, due) = self.retake(now_ns, prev_pass, &mut watch);
+            let pass = self.retake(now_ns, prev_pass, &mut watch);
+            let in_syscall = pass.in_syscall;
             prev_pass = now_ns;
             let slice_due = self.preempt_pass(now_ns, &mut slices);
             let ticks = self.syscall_ticks();
@@ -84,13 +101,11 @@ impl Sched {
                 last_ticks = ticks;
                 last_activity = now_ns;
             }
-            // Poll every 25 µs while a P is in a syscall or syscalls were
-            // made in the last 10 ms, and wake exactly when a syscall seen
-            // in flight becomes long enough to retake, so a stuck syscall
-            // loses its P within a poll and 20 µs every time (Go backs off
-            // to 10 ms sleeps here, which is what makes its handoffs after
-            // a quiet spell take up to 20 ms). Otherwise sleep until the next
-            // timer: an idle runtime costs nothing.
+            // Poll while a P is in a syscall or syscalls were made in the
+            // last 10 ms, and wake exactly when a syscall seen in flight
+            // becomes long enough to retake (both relaxed after a run of
+            // short syscalls only: `Backoff`). Otherwise sleep until the
+            // next timer: an idle runtime costs nothing.
             let mut poll = in_syscall || now_ns.saturating_sub(last_activity) < 10_000_000;
             if !poll {
                 self.sysmon_polling.store(false, Ordering::Relaxed);
@@ -102,13 +117,17 @@ impl Sched {
             }
             if poll {
                 self.sysmon_polling.store(true, Ordering::Relaxed);
+                backoff.pass(pass.lasting, pass.retook);
+            } else {
+                backoff.reset();
             }
-            // When to wake: the next timer, and while polling, 25 µs from
-            // now or when a watched syscall becomes long, if sooner.
+            // When to wake: the next timer, and while polling, the poll
+            // interval from now or when a watched syscall becomes long, if
+            // sooner (not while backed off: see `Backoff`).
             let wake_at = if poll {
                 let now = Instant::now();
-                let mut d = Duration::from_micros(25);
-                if let Some(due) = due {
+                let mut d = Duration::from_nanos(backoff.interval_ns());
+                if let Some(due) = pass.due.filter(|_| backoff.chase_due()) {
                     d = d.min(Duration::from_nanos(due.saturating_sub(self.now_nanos())));
                 }
                 let at = now + d;
@@ -171,17 +190,20 @@ impl Sched {
     /// (see `retake.rs`: watched for 20 µs, or the P's next syscall after
     /// a long one), unless nothing is waiting for the P (no local work and
     /// spare Ms or Ps to take new work) and sysmon has watched it for less
-    /// than 10 ms. `now` is this pass, `prev` the previous one. Returns
-    /// whether any P is in a syscall, and when the next syscall not yet
-    /// long enough becomes due (for sysmon's sleep).
+    /// than 10 ms. `now` is this pass, `prev` the previous one. Returns what
+    /// the pass saw, for sysmon's sleep.
     pub(crate) fn retake(
         &self,
         now: u64,
         prev: u64,
         watch: &mut Vec<crate::retake::Watch>,
-    ) -> (bool, Option<u64>) {
-        let mut any = false;
-        let mut next_due: Option<u64> = None;
+    ) -> RetakePass {
+        let mut pass = RetakePass {
+            in_syscall: false,
+            due: None,
+            lasting: false,
+            retook: false,
+        };
         for p in self.allp() {
             if watch.len() <= p.id {
                 watch.resize(p.id + 1, Default::default());
@@ -191,8 +213,9 @@ impl Sched {
                 w.clear();
                 continue;
             }
-            any = true;
+            pass.in_syscall = true;
             let seen = w.observe(p.syscalltick.load(Ordering::Relaxed), now, prev);
+            pass.lasting |= seen.watched > 0;
             let spare =
                 self.nmspinning.load(Ordering::Acquire) + self.npidle.load(Ordering::Acquire) > 0;
             let waiting = !p.runq.is_empty() || self.runq_len.load(Ordering::Acquire) > 0;
@@ -200,11 +223,12 @@ impl Sched {
                 continue;
             }
             if seen.due > now {
-                next_due = Some(next_due.map_or(seen.due, |d| d.min(seen.due)));
+                pass.due = Some(pass.due.map_or(seen.due, |d| d.min(seen.due)));
                 continue;
             }
             if p.status.try_retake() {
                 w.retaken();
+                pass.retook = true;
                 self.handoffs.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: winning the retake made p ours.
                 let p = unsafe { HeldP::claim(p as *const P as *mut P) };
@@ -212,7 +236,7 @@ impl Sched {
                 self.handoffp(p);
             }
         }
-        (any, next_due)
+        pass
     }
 
     /// Sum of every P's `syscalltick`: changes when any syscall started.

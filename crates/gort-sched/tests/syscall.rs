@@ -67,6 +67,42 @@ fn a_blocking_syscall_does_not_stop_other_goroutines_at_procs_1() {
 }
 
 #[test]
+fn a_syscall_that_blocks_after_a_run_of_short_ones_still_loses_its_p() {
+    // 100 ms of short syscalls first: sysmon sees only short ones and
+    // backs off its polling (retake.rs, `Backoff`); the blocking call that
+    // follows must still lose its P (within two backed-off polls).
+    let released_by_other = rt(1)
+        .run(|| {
+            let started = Arc::new(AtomicBool::new(false));
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let (s, o) = (started.clone(), other_ran.clone());
+            let blocker = go(move || {
+                let t = Instant::now();
+                let mut calls = 0u64;
+                while t.elapsed() < Duration::from_millis(100) {
+                    calls += syscall(|| 1);
+                }
+                assert!(calls > 0);
+                syscall(|| {
+                    s.store(true, Ordering::SeqCst);
+                    block_until(&o)
+                })
+            });
+            while !started.load(Ordering::SeqCst) {
+                yield_now();
+            }
+            let o = other_ran.clone();
+            go(move || o.store(true, Ordering::SeqCst));
+            blocker.join().unwrap()
+        })
+        .unwrap();
+    assert!(
+        released_by_other,
+        "the other goroutine did not run while the syscall blocked (30 s)"
+    );
+}
+
+#[test]
 fn repeated_blocking_syscalls_each_hand_the_p_to_the_waiting_goroutine() {
     // The same goroutine blocks again and again in one runtime (sysmon
     // retakes its P at first sight from the second call on, see
