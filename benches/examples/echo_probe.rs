@@ -1,10 +1,12 @@
-//! The echo server of docs/performance.md's network row, for runs by
-//! hand: one goroutine per connection, 64-byte round trips.
+//! The echo server and client of docs/performance.md's network table
+//! (benches/echo/run.sh runs them): one goroutine per connection, 64-byte
+//! round trips.
 //!
 //! ```text
 //! echo_probe server ADDR CONNS          gort server; exits after CONNS connections closed
 //! echo_probe tokio-server ADDR CONNS    the same server on tokio (a task per connection)
 //! echo_probe client ADDR CONNS ROUNDS   gort client: CONNS goroutines, ROUNDS round trips each
+//! echo_probe tokio-client ADDR CONNS ROUNDS   the same client on tokio
 //! ```
 //!
 //! A server prints its peak thread count (sampled every millisecond) and
@@ -65,6 +67,11 @@ fn gort_server(addr: String, conns: usize) {
             });
         }
         wg.wait();
+        let st = gort_sched::stats();
+        println!(
+            "gort: {} Ms, {} slices marked, {} Ps retaken from running goroutines",
+            st.threads, st.preempt_marks, st.preempt_retakes
+        );
     })
     .unwrap();
     report(&peak);
@@ -118,10 +125,41 @@ fn gort_client(addr: String, conns: usize, rounds: usize) {
         }
     })
     .unwrap();
+    print_client(conns, rounds, start);
+}
+
+fn print_client(conns: usize, rounds: usize, start: Instant) {
     println!(
-        "client: {conns} connections x {rounds} round trips in {:?}",
-        start.elapsed()
+        "client: {conns} connections x {rounds} round trips in {:.3} s",
+        start.elapsed().as_secs_f64()
     );
+}
+
+fn tokio_client(addr: String, conns: usize, rounds: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    c.set_nodelay(true).unwrap();
+                    let msg = [7u8; 64];
+                    let mut back = [0u8; 64];
+                    for _ in 0..rounds {
+                        c.write_all(&msg).await.unwrap();
+                        c.read_exact(&mut back).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    print_client(conns, rounds, start);
 }
 
 fn main() {
@@ -131,6 +169,7 @@ fn main() {
         "server" => gort_server(arg(2), arg(3).parse().unwrap()),
         "tokio-server" => tokio_server(arg(2), arg(3).parse().unwrap()),
         "client" => gort_client(arg(2), arg(3).parse().unwrap(), arg(4).parse().unwrap()),
+        "tokio-client" => tokio_client(arg(2), arg(3).parse().unwrap(), arg(4).parse().unwrap()),
         m => panic!("unknown mode {m}"),
     }
 }

@@ -26,7 +26,9 @@ USAGE:
    of that name runs (benches/go/NAME), if there is one. Then, unless
    another `--bench` was named, `--bench cprog` too: benches/cprog/run.sh
    times a C program calling a user staticlib's callback against Go's
-   c-archive. Results are kept in <target>/go-bench/ for later reports.
+   c-archive; and `--bench echo`: benches/echo/run.sh, the echo servers of
+   gort, Go and tokio with 1,000 and 10,000 connections. Results are kept
+   in <target>/go-bench/ and <target>/echo-bench.md for later reports.
 3. The report: the comparison table (gort vs Go vs may vs tokio vs
    corosensei, ratios, the machine) between the bench-report markers of
    docs/performance.md, and the bar chart docs/performance.svg. Rows come
@@ -91,7 +93,10 @@ pub(crate) fn write_report(target: &Path) -> Result<(), Error> {
     let md_path = docs.join("performance.md");
     let svg_name = "performance.svg";
     let doc = std::fs::read_to_string(&md_path).unwrap_or_default();
-    let new = report::splice(&doc, &report::table(&measured, &machine, svg_name));
+    let mut new = report::splice(&doc, &report::table(&measured, &machine, svg_name));
+    if let Ok(echo) = std::fs::read_to_string(target.join("echo-bench.md")) {
+        new = report::splice_echo(&new, &echo);
+    }
     let wrote = std::fs::write(&md_path, new)
         .and_then(|()| std::fs::write(docs.join(svg_name), report::svg(&measured, &machine)));
     if let Err(e) = wrote {
@@ -234,6 +239,15 @@ pub(crate) fn go_benches(target: &Path, only: &[String]) -> Result<(), Error> {
             .join("benches")
             .join("cprog")
             .join("run.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).env("GO", &go);
+        println!("$ {}", display(&cmd));
+        status(&mut cmd)?;
+    }
+    if only.is_empty() || only.iter().any(|o| o == "echo") {
+        // The echo servers, each a process beside its client (it saves
+        // echo-bench.md, spliced into the report).
+        let script = workspace_root().join("benches").join("echo").join("run.sh");
         let mut cmd = Command::new("bash");
         cmd.arg(&script).env("GO", &go);
         println!("$ {}", display(&cmd));

@@ -92,7 +92,7 @@ func client(addr string, conns, rounds int) {
 		}()
 	}
 	wg.Wait()
-	fmt.Printf("client: %d connections x %d round trips in %v\n", conns, rounds, time.Since(start))
+	fmt.Printf("client: %d connections x %d round trips in %.3f s\n", conns, rounds, time.Since(start).Seconds())
 }
 
 func main() {
