@@ -25,9 +25,11 @@
 //! just woken or made) or, without a P, to the global queue, and then
 //! `wakep` looks for an idle P to run it (idle.rs).
 //!
-//! Known limit: two goroutines that keep readying each other run from
-//! runnext with the time slice inherited, so at procs 1 they starve the
-//! rest of their P's queue; Go bounds this with its 10 ms preemption.
+//! Two goroutines that keep readying each other run from runnext with the
+//! time slice inherited; when that slice runs out (sysmon's mark, taken at
+//! their next park), `find_runnable` looks at the global queue first and
+//! moves runnext to the ring's tail, so the rest of the P's queue runs
+//! (Go's sysmon preempts the running goroutine to the global queue).
 
 use crate::current::{current_m_of, set_current};
 use crate::fatal::fatal;
@@ -145,7 +147,22 @@ impl Sched {
                 }
             }
             // SAFETY: our M holds p.
-            if let Some((g, inherit)) = unsafe { (*p).queue() }.pop() {
+            let q = unsafe { (*p).queue() };
+            if expired {
+                // The slice ran out, and marks are taken at parks: the
+                // goroutine that parked has usually just readied its
+                // partner into runnext, and a pair readying each other
+                // would keep the P for ever, slice after slice, while the
+                // ring waits. The partner goes to the ring's tail instead.
+                // (Go's sysmon preempts the running goroutine into the
+                // global queue, which breaks the chain the same way.)
+                if let Some(g) = q.pop_runnext() {
+                    if let Err(overflow) = q.push(g, false) {
+                        self.runq_overflow(overflow);
+                    }
+                }
+            }
+            if let Some((g, inherit)) = q.pop() {
                 return Some((GRef(g), inherit && !expired));
             }
             if self.runq_len.load(Ordering::Acquire) > 0 {

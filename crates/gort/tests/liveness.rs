@@ -99,6 +99,57 @@ fn ping_pong_pairs_do_not_hold_a_sleep_at_procs_2() {
 }
 
 #[test]
+fn a_goroutine_a_ping_pong_pair_woke_runs_at_procs_1() {
+    // One of the pair readies main into runnext; the pair's next hop
+    // readies its partner there, pushing main to the ring behind it. From
+    // then on each park hands the P to the partner in runnext: when the
+    // slice runs out at such a park, the partner must lose runnext's
+    // priority, or main waits for ever (a flake of the sleep test above
+    // when main's timer fired on the P itself). A plain thread ends the
+    // pair after 10 s so that a failure is an assertion, not a hang.
+    let waited = rt(1)
+        .run(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (wake_tx, wake_rx) = chan::bounded::<Instant>(1);
+            let (tx1, rx1) = chan::bounded::<u32>(0);
+            let (tx2, rx2) = chan::bounded::<u32>(0);
+            let s = stop.clone();
+            gort::go(move || {
+                let mut wake = Some(wake_tx);
+                while !s.load(Ordering::Relaxed) {
+                    if let Some(w) = wake.take() {
+                        w.send(Instant::now()).unwrap();
+                    }
+                    if tx1.send(1).is_err() || rx2.recv().is_err() {
+                        break;
+                    }
+                }
+            });
+            let s = stop.clone();
+            gort::go(move || {
+                while !s.load(Ordering::Relaxed) {
+                    match rx1.recv() {
+                        Ok(v) if tx2.send(v).is_ok() => {}
+                        _ => break,
+                    }
+                }
+            });
+            let s = stop.clone();
+            let watchdog = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(10));
+                s.store(true, Ordering::Relaxed);
+            });
+            let woken = wake_rx.recv().unwrap();
+            let waited = woken.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            drop(watchdog);
+            waited
+        })
+        .unwrap();
+    assert!(waited < bound(500), "main waited {waited:?} behind the pair");
+}
+
+#[test]
 fn a_goroutine_woken_from_a_plain_thread_runs_beside_ping_pong() {
     for procs in [1, 2] {
         let waited = rt(procs)
