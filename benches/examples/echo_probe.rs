@@ -69,8 +69,8 @@ fn gort_server(addr: String, conns: usize) {
         wg.wait();
         let st = gort_sched::stats();
         println!(
-            "gort: {} Ms, {} slices marked, {} Ps retaken from running goroutines",
-            st.threads, st.preempt_marks, st.preempt_retakes
+            "gort: {} Ms, {} slices marked, {} Ps retaken from running goroutines, {} slices extended",
+            st.threads, st.preempt_marks, st.preempt_retakes, st.slices_extended
         );
     })
     .unwrap();

@@ -178,6 +178,12 @@ impl MLive {
             && self.signal.load(Ordering::Acquire) & TAKEN == 0
     }
 
+    /// sysmon: whether this M holds `p` in user code (the one M that
+    /// `try_take` can take it from). A snapshot, as `holds`.
+    pub fn in_user_code_with(&self, p: *mut ()) -> bool {
+        self.user_p.load(Ordering::Relaxed) == p
+    }
+
     /// sysmon: ask the goroutine to yield. True if it was not asked yet.
     pub fn request_preempt(&self) -> bool {
         self.signal.fetch_or(PREEMPT, Ordering::AcqRel) & PREEMPT == 0
@@ -217,6 +223,8 @@ pub(crate) struct SchedLive {
     pub(crate) preempts: AtomicU64,
     /// Retakes not made because the cap was reached (stats).
     pub(crate) capped: AtomicU64,
+    /// Slices extended because their thread waited for a CPU (stats).
+    pub(crate) extended: AtomicU64,
     /// sysmon may sleep past the next slice's end: every P was idle when
     /// it last looked. The first P taken off the idle list wakes it.
     sysmon_idle: StdAtomicBool,
@@ -230,6 +238,7 @@ impl SchedLive {
             retakes: AtomicU64::new(0),
             preempts: AtomicU64::new(0),
             capped: AtomicU64::new(0),
+            extended: AtomicU64::new(0),
             sysmon_idle: StdAtomicBool::new(false),
         }
     }

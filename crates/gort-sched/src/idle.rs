@@ -152,6 +152,9 @@ impl Sched {
     pub(crate) fn mstart(&self, m: *mut M) {
         // SAFETY: this thread is m.
         let mr = unsafe { &*m };
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: gettid has no preconditions.
+        mr.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
         // Every thread that runs goroutines needs the overflow handler's
         // alternate signal stack.
         if let Err(e) = gort_stack::overflow::install() {

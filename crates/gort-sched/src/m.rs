@@ -19,7 +19,7 @@ use crate::p::{HeldP, P};
 use gort_arch::Context;
 use std::cell::Cell;
 use std::ptr::{self};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 /// An OS thread that runs goroutines (Go's `m`).
 ///
@@ -68,6 +68,10 @@ pub(crate) struct M {
     /// `m.ncgocall`). Written only by the M's thread, read by stats.
     pub(crate) ncgocall: AtomicU64,
     pub(crate) ncallback: AtomicU64,
+    /// The kernel's id of this M's thread once it started (`mstart`); 0
+    /// before, and for extra Ms. Read by sysmon (preempt.rs: whether the
+    /// thread of a slice that ran out was running or waiting for a CPU).
+    pub(crate) tid: AtomicI32,
     /// Set by `execute` when the goroutine's callback body returned
     /// (`Request::CallbackReturn`): the callback's scheduling loop ends.
     pub(crate) callback_returned: Cell<bool>,
@@ -108,6 +112,7 @@ impl M {
             oldp: Cell::new(ptr::null_mut()),
             incgo: AtomicBool::new(false),
             ncgocall: AtomicU64::new(0),
+            tid: AtomicI32::new(0),
             ncallback: AtomicU64::new(0),
             callback_returned: Cell::new(false),
             extra: false,

@@ -75,6 +75,9 @@ pub struct Stats {
     pub retakes_capped: u64,
     /// Marks sysmon set asking a goroutine to yield (its slice ran out).
     pub preempt_marks: u64,
+    /// Slices given one more slice instead of a retake: their thread had
+    /// waited for a CPU, not run (an oversubscribed machine; Linux only).
+    pub slices_extended: u64,
     /// Goroutines on each P's local run queue, by P.
     pub local_runqueues: Vec<usize>,
     /// Timers on the Ps' heaps: armed user timers (`gort::time`) and
@@ -149,6 +152,7 @@ impl Sched {
             preempt_retakes: self.live.retakes.load(Ordering::Relaxed),
             retakes_capped: self.live.capped.load(Ordering::Relaxed),
             preempt_marks: self.live.preempts.load(Ordering::Relaxed),
+            slices_extended: self.live.extended.load(Ordering::Relaxed),
             local_runqueues: self.allp().map(|p| p.runq.len()).collect(),
             timers: self.timer_slots(),
         }

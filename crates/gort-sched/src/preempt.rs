@@ -242,7 +242,27 @@ impl Sched {
                     self.live.preempts.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // The holder in user code (the others held p before and are
+            // in the runtime, or idle, now).
+            let holder_times = || {
+                holders
+                    .iter()
+                    // SAFETY: Ms live as long as the Sched.
+                    .find(|&&m| unsafe { (*m).lv.in_user_code_with(pp.cast()) })
+                    .and_then(|&m| thread_times(m))
+            };
+            if v.mark {
+                w.marked(now, holder_times);
+            }
             if !v.retake || !waiting || holders.is_empty() {
+                continue;
+            }
+            // The holder's thread spent the grace waiting for a CPU (an
+            // oversubscribed machine): its goroutine hogged nothing, and a
+            // new thread for its P would wait for the same CPUs. One more
+            // slice, once (retake.rs, `SliceWatch::descheduled`).
+            if w.descheduled(holder_times(), now) {
+                self.live.extended.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             // The cap, on retaken Ms and on threads: the P goes to an idle
@@ -287,6 +307,21 @@ impl Sched {
         }
         next_due
     }
+}
+
+/// What Linux says of `m`'s thread (/proc's schedstat and stat; None
+/// elsewhere, for an M whose thread has not started, or when /proc says
+/// nothing). Read by sysmon at most twice per slice that runs out.
+fn thread_times(m: *const M) -> Option<crate::retake::CpuTimes> {
+    // SAFETY: Ms live as long as the Sched.
+    let tid = unsafe { (*m).tid.load(Ordering::Relaxed) };
+    if tid == 0 {
+        return None;
+    }
+    let dir = format!("/proc/self/task/{tid}");
+    let schedstat = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    crate::retake::parse_cpu_times(&schedstat, &stat)
 }
 
 impl M {

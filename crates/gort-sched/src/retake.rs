@@ -164,6 +164,24 @@ pub(crate) struct SliceWatch {
     tick: u32,
     /// sysmon's clock at the first pass that saw `tick`; 0: none.
     since: u64,
+    /// The holder thread's CPU times when the slice was first marked, and
+    /// sysmon's clock then.
+    at_mark_times: Option<CpuTimes>,
+    at_mark_at: u64,
+    /// The slice was extended once for a thread that waited for a CPU.
+    extended: bool,
+}
+
+/// What Linux says of a thread: its time on a CPU, ns (the first field of
+/// /proc/<pid>/task/<tid>/schedstat), and whether it is runnable now
+/// (state R in its stat: on a CPU or waiting for one, not blocked).
+/// schedstat's second field, the time waited for a CPU, is not used: the
+/// kernel adds a wait only when the wait ends, so it says nothing of a
+/// thread that is waiting now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CpuTimes {
+    pub(crate) on_cpu: u64,
+    pub(crate) runnable: bool,
 }
 
 /// What sysmon makes of a P's slice at a pass.
@@ -187,8 +205,13 @@ impl SliceWatch {
     pub(crate) fn observe(&mut self, tick: u32, now: u64) -> SliceSeen {
         use crate::handshake::{GRACE_NS, SLICE_NS};
         if self.since == 0 || self.tick != tick {
-            self.tick = tick;
-            self.since = now.max(1);
+            *self = SliceWatch {
+                tick,
+                since: now.max(1),
+                at_mark_times: None,
+                at_mark_at: 0,
+                extended: false,
+            };
         }
         let age = now.saturating_sub(self.since);
         let mark_at = self.since.saturating_add(SLICE_NS);
@@ -210,11 +233,124 @@ impl SliceWatch {
     pub(crate) fn retaken(&mut self) {
         self.since = 0;
     }
+
+    /// The slice was marked at `now`; `times` reads its holder's (None:
+    /// unknown). Only the first mark of a slice reads them.
+    pub(crate) fn marked(&mut self, now: u64, times: impl FnOnce() -> Option<CpuTimes>) {
+        if self.at_mark_times.is_none() {
+            self.at_mark_times = times();
+            self.at_mark_at = now;
+        }
+    }
+
+    /// At the retake: whether the holder's thread spent the grace since
+    /// the mark waiting for a CPU: runnable now, and on a CPU for less
+    /// than half the time since the mark (the OS preempted it; its
+    /// goroutine did not hog anything). Then the slice is extended, once:
+    /// watched afresh from `now`, the mark standing, so that the goroutine
+    /// gets a slice of real CPU to reach a preemption point before its P
+    /// goes to another thread. A thread that ran, or is blocked (outside
+    /// the runtime, as in a plain blocking call), is retaken as before.
+    pub(crate) fn descheduled(&mut self, times: Option<CpuTimes>, now: u64) -> bool {
+        let (Some(then), Some(now_t)) = (self.at_mark_times, times) else {
+            return false;
+        };
+        if self.extended || !now_t.runnable {
+            return false;
+        }
+        let ran = now_t.on_cpu.saturating_sub(then.on_cpu);
+        if ran >= now.saturating_sub(self.at_mark_at) / 2 {
+            return false;
+        }
+        self.extended = true;
+        self.since = now.max(1);
+        self.at_mark_times = None;
+        true
+    }
+}
+
+/// A thread's `CpuTimes` from its schedstat line (time on a CPU, ns, first)
+/// and its stat line (the state after the command's closing parenthesis).
+pub(crate) fn parse_cpu_times(schedstat: &str, stat: &str) -> Option<CpuTimes> {
+    let on_cpu = schedstat.split_whitespace().next()?.parse().ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    Some(CpuTimes {
+        on_cpu,
+        runnable: state == "R",
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn times(on_cpu: u64, runnable: bool) -> Option<CpuTimes> {
+        Some(CpuTimes { on_cpu, runnable })
+    }
+
+    #[test]
+    fn a_slice_whose_thread_waited_for_a_cpu_is_extended_once() {
+        use crate::handshake::{GRACE_NS, SLICE_NS};
+        const MS: u64 = 1_000_000;
+        let mut w = SliceWatch::default();
+        let t0 = 1_000;
+        w.observe(5, t0);
+        let mark = t0 + SLICE_NS;
+        let at = mark + GRACE_NS;
+        assert!(w.observe(5, mark).mark);
+        w.marked(mark, || times(3 * MS, true));
+        w.marked(mark + 1, || panic!("a later mark does not read"));
+        assert!(w.observe(5, at).retake);
+        // Runnable, and on a CPU for 0.1 ms of the 1 ms grace: extended.
+        assert!(w.descheduled(times(3 * MS + MS / 10, true), at));
+        let v = w.observe(5, at + MS);
+        assert!(!v.mark && !v.retake, "watched afresh: {v:?}");
+        // Marked again a slice later; retaken this time though it waited
+        // again: once per slice.
+        assert!(w.observe(5, at + SLICE_NS).mark);
+        w.marked(at + SLICE_NS, || times(4 * MS, true));
+        assert!(w.observe(5, at + SLICE_NS + GRACE_NS).retake);
+        assert!(!w.descheduled(times(4 * MS, true), at + SLICE_NS + GRACE_NS));
+        // A new slice starts with a clean record.
+        w.observe(6, at + 2 * SLICE_NS);
+        w.marked(at + 3 * SLICE_NS, || times(0, true));
+        assert!(w.descheduled(times(0, true), at + 3 * SLICE_NS + GRACE_NS));
+    }
+
+    #[test]
+    fn a_slice_whose_thread_ran_or_blocked_is_retaken() {
+        const MS: u64 = 1_000_000;
+        let mut w = SliceWatch::default();
+        w.observe(1, 1);
+        w.marked(10 * MS, || times(10 * MS, true));
+        let at = 11 * MS;
+        assert!(
+            !w.descheduled(times(10 * MS + MS / 2, true), at),
+            "ran half: a hog"
+        );
+        assert!(
+            !w.descheduled(times(10 * MS, false), at),
+            "blocked outside the runtime"
+        );
+        assert!(!w.descheduled(None, at), "unknown: retaken");
+        let mut fresh = SliceWatch::default();
+        assert!(
+            !fresh.descheduled(times(0, true), at),
+            "no reading at the mark"
+        );
+    }
+
+    #[test]
+    fn cpu_times_parse_from_schedstat_and_stat() {
+        let stat = |state: &str| format!("42 (gort-m1 (x)) {state} 1 42 42 0 -1");
+        assert_eq!(parse_cpu_times("123 456 7\n", &stat("R")), times(123, true));
+        assert_eq!(
+            parse_cpu_times("123 456 7\n", &stat("S")),
+            times(123, false)
+        );
+        assert_eq!(parse_cpu_times("", &stat("R")), None);
+        assert_eq!(parse_cpu_times("1 2 3", "garbage"), None);
+    }
 
     #[test]
     fn polling_backs_off_only_after_a_run_of_short_passes() {

@@ -146,7 +146,10 @@ fn a_goroutine_a_ping_pong_pair_woke_runs_at_procs_1() {
             waited
         })
         .unwrap();
-    assert!(waited < bound(500), "main waited {waited:?} behind the pair");
+    assert!(
+        waited < bound(500),
+        "main waited {waited:?} behind the pair"
+    );
 }
 
 #[test]
