@@ -76,6 +76,12 @@ pub(crate) struct G {
     pub(crate) wait_reason: Cell<WaitReason>,
     /// Set at shutdown: the next (or current) park unwinds the goroutine.
     pub(crate) cancel: AtomicBool,
+    /// The goroutine is Waiting and its park's unlock function has
+    /// returned: from here on shutdown may ready it. False from before its
+    /// g0's status change to Waiting until then (the unlock function reads the
+    /// goroutine's stack, which must not run elsewhere meanwhile). Written
+    /// by the parking M's g0; read by `begin_shutdown` (shutdown.rs).
+    pub(crate) parked: AtomicBool,
     /// The runtime's main goroutine: its exit ends `run`.
     pub(crate) is_main: Cell<bool>,
     /// The M this goroutine is locked to (lock_os_thread), or null. Set and
@@ -108,6 +114,7 @@ impl G {
             sched_erased: sched,
             wait_reason: Cell::new(WaitReason::None),
             cancel: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
             is_main: Cell::new(false),
             lockedm_erased: Cell::new(std::ptr::null_mut()),
             unwind: UnsafeCell::new(gort_unwind::UnwindState::new()),

@@ -332,8 +332,22 @@ impl Sched {
                 None
             }
             Request::Park(unlock) => {
+                // Cleared before the status says Waiting (its store is a
+                // release): shutdown's scan never sees this park's Waiting
+                // with an earlier park's `parked`.
+                gr.parked.store(false, Ordering::Relaxed);
                 gr.owner_set_status(Status::Running, Status::Waiting);
                 if unlock(g) {
+                    // The park is complete; a shutdown that began before
+                    // `parked` was set did not ready this goroutine (it
+                    // skips one whose unlock may still run): ready it here
+                    // (shutdown.rs, "Parks racing the shutdown").
+                    gr.parked.store(true, Ordering::Relaxed);
+                    crate::membarrier::light_fence();
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        gr.cancel.store(true, Ordering::Release);
+                        self.ready(g);
+                    }
                     // Usually the park follows a wake into runnext (a
                     // channel partner, a joiner): run it from here.
                     return self.next_after_park(mr);

@@ -10,6 +10,24 @@
 //! stops, the idle Ms are woken and exit, M0's loop returns, and `run`
 //! joins every M thread.
 //!
+//! # Parks racing the shutdown
+//!
+//! A park sets the goroutine Waiting on its g0 and then runs the unlock
+//! function, which reads the goroutine's stack. Two races with the scan
+//! above, both seen under qemu: the scan readied a goroutine whose unlock
+//! had not run yet, another M resumed it, and the unlock read a stack in
+//! use (a crash); and a goroutine that checked the flag before it was set
+//! parked after the scan had passed it, and waited for ever (a hang). So
+//! the g0 sets `G::parked` after the unlock function returns; the scan
+//! readies only Waiting goroutines with `parked` set; and the g0, after
+//! `parked`, reads the shutdown flag and readies the goroutine itself if
+//! it is set. A Dekker pair: shutdown sets the flag, `heavy_fence`, scans;
+//! the g0 sets `parked`, `light_fence`, reads the flag (membarrier makes
+//! the park's side a compiler fence). Either the scan sees `parked` or the
+//! g0 sees the flag; if both, `ready`'s compare-and-swap on the status
+//! lets one of them queue it. `parked` is cleared at the start of each
+//! park, before the Waiting store (a release) that the scan reads first.
+//!
 //! # Detached goroutines
 //!
 //! A goroutine that never enters the runtime (a CPU loop, a blocking std
@@ -89,11 +107,15 @@ impl Sched {
         if self.shutdown.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Pairs with the parking g0's fence (schedule.rs, the Park
+        // request): a park whose `parked` this scan does not see reads the
+        // flag set above and readies itself.
+        crate::membarrier::heavy_fence();
         let waiting: Vec<GRef> = {
             let allgs = self.lock_allgs();
             allgs
                 .iter()
-                .filter(|g| g.status() == Status::Waiting)
+                .filter(|g| g.status() == Status::Waiting && g.parked.load(Ordering::Relaxed))
                 .map(|g| {
                     g.cancel.store(true, Ordering::Release);
                     // SAFETY: boxed G, non-null.
