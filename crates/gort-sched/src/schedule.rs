@@ -344,7 +344,7 @@ impl Sched {
                     // (shutdown.rs, "Parks racing the shutdown").
                     gr.parked.store(true, Ordering::Relaxed);
                     crate::membarrier::light_fence();
-                    if self.shutdown.load(Ordering::Relaxed) {
+                    if self.is_shutting_down() {
                         gr.cancel.store(true, Ordering::Release);
                         self.ready(g);
                     }

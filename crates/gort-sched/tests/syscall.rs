@@ -34,55 +34,19 @@ fn block_until(flag: &AtomicBool) -> bool {
     true
 }
 
-#[test]
-fn a_blocking_syscall_does_not_stop_other_goroutines_at_procs_1() {
-    for _ in 0..3 {
-        let released_by_other = rt(1)
-            .run(|| {
-                let started = Arc::new(AtomicBool::new(false));
-                let other_ran = Arc::new(AtomicBool::new(false));
-                let (s, o) = (started.clone(), other_ran.clone());
-                let blocker = go(move || {
-                    syscall(|| {
-                        s.store(true, Ordering::SeqCst);
-                        block_until(&o)
-                    })
-                });
-                while !started.load(Ordering::SeqCst) {
-                    yield_now();
-                }
-                // The only P belongs to the blocked goroutine's M until
-                // sysmon retakes it; the call ends only when this other
-                // goroutine has run, so it must run while the call blocks.
-                let o = other_ran.clone();
-                go(move || o.store(true, Ordering::SeqCst));
-                blocker.join().unwrap()
-            })
-            .unwrap();
-        assert!(
-            released_by_other,
-            "the other goroutine did not run while the syscall blocked (30 s)"
-        );
-    }
-}
-
-#[test]
-fn a_syscall_that_blocks_after_a_run_of_short_ones_still_loses_its_p() {
-    // 100 ms of short syscalls first: sysmon sees only short ones and
-    // backs off its polling (retake.rs, `Backoff`); the blocking call that
-    // follows must still lose its P (within two backed-off polls).
-    let released_by_other = rt(1)
-        .run(|| {
+/// At procs 1: a goroutine runs `before`, then blocks in a syscall until
+/// another goroutine, made runnable only then, has run; whether it did
+/// (false: the call timed out after 30 s). The only P belongs to the
+/// blocked goroutine's M until sysmon retakes it, so the other goroutine
+/// can run only after that handoff.
+fn other_goroutine_runs_while_a_syscall_blocks(before: fn()) -> bool {
+    rt(1)
+        .run(move || {
             let started = Arc::new(AtomicBool::new(false));
             let other_ran = Arc::new(AtomicBool::new(false));
             let (s, o) = (started.clone(), other_ran.clone());
             let blocker = go(move || {
-                let t = Instant::now();
-                let mut calls = 0u64;
-                while t.elapsed() < Duration::from_millis(100) {
-                    calls += syscall(|| 1);
-                }
-                assert!(calls > 0);
+                before();
                 syscall(|| {
                     s.store(true, Ordering::SeqCst);
                     block_until(&o)
@@ -95,9 +59,34 @@ fn a_syscall_that_blocks_after_a_run_of_short_ones_still_loses_its_p() {
             go(move || o.store(true, Ordering::SeqCst));
             blocker.join().unwrap()
         })
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_blocking_syscall_does_not_stop_other_goroutines_at_procs_1() {
+    for _ in 0..3 {
+        assert!(
+            other_goroutine_runs_while_a_syscall_blocks(|| {}),
+            "the other goroutine did not run while the syscall blocked (30 s)"
+        );
+    }
+}
+
+#[test]
+fn a_syscall_that_blocks_after_a_run_of_short_ones_still_loses_its_p() {
+    // 100 ms of short syscalls first: sysmon sees only short ones and
+    // backs off its polling (retake.rs, `Backoff`); the blocking call that
+    // follows must still lose its P (within two backed-off polls).
+    let short_calls = || {
+        let t = Instant::now();
+        let mut calls = 0u64;
+        while t.elapsed() < Duration::from_millis(100) {
+            calls += syscall(|| 1);
+        }
+        assert!(calls > 0);
+    };
     assert!(
-        released_by_other,
+        other_goroutine_runs_while_a_syscall_blocks(short_calls),
         "the other goroutine did not run while the syscall blocked (30 s)"
     );
 }
