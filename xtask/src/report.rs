@@ -494,16 +494,10 @@ pub fn table(m: &[Measured], machine: &Machine, svg_name: &str) -> String {
 /// Replaces the text between the markers (inserting them, with the table,
 /// before the first `## ` section when absent).
 pub fn splice(doc: &str, generated: &str) -> String {
-    let block = format!("{BEGIN}\n{generated}{END}\n");
-    if let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) {
-        if b < e {
-            let mut end = e + END.len();
-            if doc[end..].starts_with('\n') {
-                end += 1;
-            }
-            return format!("{}{block}{}", &doc[..b], &doc[end..]);
-        }
+    if let Some(new) = replace_between(doc, BEGIN, END, generated) {
+        return new;
     }
+    let block = format!("{BEGIN}\n{generated}{END}\n");
     match doc.find("\n## ") {
         Some(i) => format!("{}{block}\n{}", &doc[..i + 1], &doc[i + 1..]),
         None => format!("{doc}\n{block}"),
@@ -518,14 +512,25 @@ pub const ECHO_END: &str = "<!-- echo-report:end -->";
 /// Puts `table` (benches/echo/run.sh's) between the echo markers of `doc`;
 /// a document without them is returned as it is.
 pub fn splice_echo(doc: &str, table: &str) -> String {
-    match (doc.find(ECHO_BEGIN), doc.find(ECHO_END)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{ECHO_BEGIN}\n{table}{ECHO_END}{}",
-            &doc[..b],
-            &doc[e + ECHO_END.len()..]
-        ),
-        _ => doc.to_string(),
+    replace_between(doc, ECHO_BEGIN, ECHO_END, table).unwrap_or_else(|| doc.to_string())
+}
+
+/// `doc` with what lies between its `begin` and `end` marker lines
+/// replaced by `generated`; None when the markers are missing.
+fn replace_between(doc: &str, begin: &str, end: &str, generated: &str) -> Option<String> {
+    let (b, e) = (doc.find(begin)?, doc.find(end)?);
+    if b > e {
+        return None;
     }
+    let mut after = e + end.len();
+    if doc[after..].starts_with('\n') {
+        after += 1;
+    }
+    Some(format!(
+        "{}{begin}\n{generated}{end}\n{}",
+        &doc[..b],
+        &doc[after..]
+    ))
 }
 
 /// Colors of the peers' bars, in PEERS order.
