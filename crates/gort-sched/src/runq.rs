@@ -286,6 +286,19 @@ impl<T, const N: usize> Owner<'_, T, N> {
         Some(Overflow { items })
     }
 
+    /// Puts `item` in an empty `runnext` (the common case of `push(item,
+    /// true)`, small enough to inline): false, with nothing changed, if
+    /// runnext holds an item already. Owner only, as `push`.
+    #[inline(always)]
+    pub fn try_put_runnext(&self, item: NonNull<T>) -> bool {
+        // As in `push`: an empty runnext stays empty until its owner fills it.
+        if self.q.runnext.load(Ordering::Relaxed).is_null() {
+            self.q.runnext.store(item.as_ptr(), Ordering::Release);
+            return true;
+        }
+        false
+    }
+
     /// Takes the item in `runnext`, if any (and no stealer takes it first).
     pub fn pop_runnext(&self) -> Option<NonNull<T>> {
         let next = self.q.runnext.load(Ordering::Relaxed);
